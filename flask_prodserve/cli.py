@@ -1,0 +1,205 @@
+"""``flask serve`` and :func:`serve`: the only module that prints or exits.
+
+The command's options are generated from :data:`~flask_prodserve.config.OPTIONS`;
+this module only translates them, shows what was resolved, and hands off to
+:mod:`flask_prodserve.serving`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import click
+from flask.cli import NoAppException, ScriptInfo, pass_script_info
+
+from . import serving
+from .config import OPTIONS, Option
+from .errors import ConfigError, ProdServeError
+from .middleware import access_logger
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .config import ServeConfig
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class _OptionType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A click type that converts with the option's own converter."""
+
+    def __init__(self, option: Option) -> None:
+        self.option = option
+        self.name = option.metavar.lower() or "value"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.option.convert(value)
+        except ValueError as exc:
+            self.fail(f"{exc} (got {value!r}).", param, ctx)
+
+
+def _click_option(option: Option) -> Callable[[Any], Any]:
+    # Env values are read by our own resolver (so `flask serve` and the test
+    # runner agree, and a bad env value names the variable), not by click.
+    help_text = f"{option.help} [{option.env}, {option.config_key}]"
+    common: dict[str, Any] = {
+        "default": None,
+        "help": help_text,
+        "allow_from_autoenv": False,
+    }
+    if option.is_flag:
+        decls = f"{option.flag}/--no-{option.flag[2:]}"
+        return click.option(decls, option.name, **common)
+    kind: click.ParamType = (  # type: ignore[type-arg,unused-ignore]
+        click.Choice(option.choices, case_sensitive=False)
+        if option.choices
+        else _OptionType(option)
+    )
+    return click.option(option.flag, option.name, type=kind, metavar=option.metavar, **common)
+
+
+def _generated_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(OPTIONS):
+        func = _click_option(option)(func)
+    return func
+
+
+_EPILOG = """\b
+Examples:
+  flask --app app serve --prod     production server, http://127.0.0.1:8000/
+  flask --app app --debug serve    dev server with reloader and debugger
+
+\b
+Each option can also be set with the environment variable or the
+app.config key shown in brackets. Precedence: flag > environment >
+app.config > ProdServe(...) > default.
+"""
+
+
+@click.command("serve", epilog=_EPILOG)
+@click.option("--dev", "dev", is_flag=True, default=None, help="Same as --mode dev.")
+@click.option("--prod", "prod", is_flag=True, default=None, help="Same as --mode prod.")
+@_generated_options
+@click.option(
+    "--print-config",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="Print every resolved setting and where it came from, then exit.",
+)
+@pass_script_info
+def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **values: Any) -> None:
+    """Serve the app: dev server when debug is on, a production server otherwise."""
+    print_config = values.pop("print_config")
+    labels = {}
+    if dev or prod:
+        if (dev and prod) or values["mode"] is not None:
+            raise click.UsageError("Use only one of --dev, --prod and --mode.")
+        values["mode"], labels["mode"] = ("dev", "--dev") if dev else ("prod", "--prod")
+    try:
+        app = info.load_app()
+    except NoAppException as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    try:
+        config = serving.config_for(app, values, cli_labels=labels)
+    except ConfigError as exc:
+        if exc.where.startswith("--"):
+            raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
+    if print_config:
+        _print_config(app, config)
+        return
+    sys.exit(_serve(app, config))
+
+
+def serve(app: Flask, **options: Any) -> None:
+    """Serve ``app`` from Python, choosing dev or prod as ``flask serve`` does.
+
+    Keyword arguments are options (``serve(app, port=8080)``) and override
+    every other source. For the ``if __name__ == "__main__":`` block::
+
+        if __name__ == "__main__":
+            flask_prodserve.serve(app)
+    """
+    labels = {name: f"serve({name}=...)" for name in options}
+    try:
+        config = serving.config_for(app, options, cli_labels=labels)
+    except ProdServeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(_serve(app, config))
+
+
+def _serve(app: Flask, config: ServeConfig) -> int:
+    _configure_access_log()
+    try:
+        status = serving.serve(app, config, lambda urls: _banner(app, config, urls))
+    except ProdServeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:  # Ctrl+C while a backend was still starting
+        status = 0
+    click.echo(" * Stopped." if status == 0 else f" * Stopped with exit status {status}.")
+    return status
+
+
+def _configure_access_log() -> None:
+    # Only when the app has not configured logging itself; users keep control.
+    if not access_logger.hasHandlers():
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_logger.addHandler(handler)
+    if access_logger.level == logging.NOTSET:
+        access_logger.setLevel(logging.INFO)
+
+
+def _server_title(config: ServeConfig) -> str:
+    if config.server == "werkzeug":
+        extras = [f"reloader {'on' if config.reload else 'off'}"]
+        extras.append(f"debugger {'on' if config.debugger else 'off'}")
+        return f"Werkzeug development server, {', '.join(extras)}"
+    try:
+        return f"{config.server} {version(config.server)}"
+    except PackageNotFoundError:
+        return config.server
+
+
+def _banner(app: Flask, config: ServeConfig, urls: list[str]) -> None:
+    mode = "production" if config.mode == "prod" else "development"
+    lines = [
+        f" * Serving Flask app {app.name!r} in {mode} mode ({config.origins['mode'].explain()})",
+        f" * Server: {_server_title(config)}",
+    ]
+    if config.server != "werkzeug":
+        lines[-1] += f" ({config.origins['server'].explain()})"
+    if config.server == "gunicorn":
+        lines.append(f" * Workers: {config.workers} processes x {config.threads} threads")
+    elif config.server == "waitress":
+        lines.append(f" * Threads: {config.threads} (one process)")
+    lines += [f" * Running on {url}" for url in urls]
+    if config.mode == "prod":
+        lines.append(f" * Access log: {'on, one line per request' if config.access_log else 'off'}")
+    else:
+        lines.append(" * Not for production: use 'flask serve --prod' when you deploy")
+    if config.debugger and config.host not in _LOOPBACK:
+        lines.append(
+            " * WARNING: the debugger is on and this address can be reached from other "
+            "machines; anyone who reaches it can run code on this computer."
+        )
+    lines.append(" * Press CTRL+C to stop")
+    click.echo("\n".join(lines))
+
+
+def _print_config(app: Flask, config: ServeConfig) -> None:
+    click.echo(f"Settings for Flask app {app.name!r}:")
+    rows = [
+        (name, "(none)" if value == "" else str(value), where)
+        for name, value, where in config.rows()
+    ]
+    width = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    for name, value, where in rows:
+        click.echo(f"  {name:<{width[0]}}  {value:<{width[1]}}  {where}")

@@ -1,0 +1,411 @@
+"""The option table and the one function that applies precedence.
+
+Every option of ``flask serve`` is declared once, in :data:`OPTIONS`. The CLI
+flags, the ``FLASK_SERVE_*`` environment names, the ``PRODSERVE_*`` config
+keys, ``--help`` and the docs reference all derive from it.
+
+Precedence, applied only by :func:`resolve`: command-line flag >
+``FLASK_SERVE_<NAME>`` environment variable > ``PRODSERVE_<NAME>`` in
+``app.config`` > ``ProdServe(<name>=...)`` argument > built-in default.
+
+This module is pure: it imports no server and no Flask app, and reads the
+environment only through the mapping it is given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from . import converters as c
+from .errors import NO_VALUE, ConfigError
+
+ENV_PREFIX = "FLASK_SERVE_"
+CONFIG_PREFIX = "PRODSERVE_"
+
+
+class Layer(enum.IntEnum):
+    """Where a value came from, strongest first."""
+
+    CLI = 0
+    ENV = 1
+    CONFIG = 2
+    EXTENSION = 3
+    DEFAULT = 4
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the resolver needs to know about the app and the machine."""
+
+    debug: bool
+    platform: str
+    cpus: int
+    gunicorn_importable: bool
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A value's source, with a label a user recognises (``--port``, ...)."""
+
+    layer: Layer
+    label: str
+
+    def explain(self) -> str:
+        """``set by --port`` for an explicit value, the reason for a default."""
+        return self.label if self.layer is Layer.DEFAULT else f"set by {self.label}"
+
+
+Default = Callable[[Mapping[str, Any], Mapping[str, str], Facts], tuple[Any, str]]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One user-facing setting."""
+
+    name: str
+    help: str
+    convert: c.Converter
+    default: Default
+    metavar: str = ""
+    choices: tuple[str, ...] = ()
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def config_key(self) -> str:
+        return CONFIG_PREFIX + self.name.upper()
+
+    def label(self, layer: Layer, *, flag: str | None = None) -> str:
+        return {
+            Layer.CLI: flag or self.flag,
+            Layer.ENV: self.env,
+            Layer.CONFIG: f"app.config[{self.config_key!r}]",
+            Layer.EXTENSION: f"ProdServe({self.name}=...)",
+            Layer.DEFAULT: "default",
+        }[layer]
+
+
+def _const(value: Any, why: str = "default") -> Default:
+    return lambda resolved, env, facts: (value, why)
+
+
+def _default_host(resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts) -> tuple[Any, str]:
+    # PaaS platforms set PORT and route traffic to every interface, like
+    # gunicorn's own default does; the dev server never binds publicly by default.
+    if "PORT" in env and resolved["mode"] == "prod":
+        return "0.0.0.0", "default: PORT is set (a PaaS), so listen on all interfaces"
+    return "127.0.0.1", "default"
+
+
+def _default_port(resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts) -> tuple[Any, str]:
+    if "PORT" in env:
+        return _convert(OPTION_BY_NAME["port"], env["PORT"], "PORT"), "PORT environment variable"
+    if resolved["mode"] == "dev":
+        return 5000, "default for dev mode"
+    return 8000, "default for production mode"
+
+
+def _default_workers(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    if resolved["server"] != "gunicorn":
+        return 1, f"{resolved['server']} runs one process"
+    if "WEB_CONCURRENCY" in env:
+        value = _convert(OPTION_BY_NAME["workers"], env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+        return value, "WEB_CONCURRENCY environment variable"
+    # One process per usable CPU: more only adds contention on small machines,
+    # and the threads below absorb requests that wait on I/O.
+    return f.cpus, f"one per CPU this process may use ({f.cpus})"
+
+
+def _default_threads(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    # Enough threads that requests waiting on a database or an API do not
+    # queue behind each other; CPU-bound work is bounded by the processes.
+    if resolved["server"] == "waitress":
+        return 32, "default for waitress (one process)"
+    return 16, "default"
+
+
+def _follows_debug(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    if resolved["mode"] == "prod":
+        return False, "always off in production"
+    return f.debug, f"follows the debug flag ({'on' if f.debug else 'off'})"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "mode",
+        "dev: Werkzeug's server with reloader and debugger; prod: a production "
+        "server. auto: dev when the app's debug flag is on, else prod.",
+        c.as_choice("auto", "dev", "prod"),
+        _const("auto"),
+        choices=("auto", "dev", "prod"),
+    ),
+    Option(
+        "server",
+        "Production server. auto: gunicorn on Linux/macOS when installed, "
+        "else waitress (always waitress on Windows).",
+        c.as_choice("auto", "gunicorn", "waitress"),
+        _const("auto"),
+        choices=("auto", "gunicorn", "waitress"),
+    ),
+    Option("host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS"),
+    Option(
+        "port",
+        "Port to listen on (0 picks a free one). Default: $PORT if set, "
+        "else 5000 in dev and 8000 in prod.",
+        c.as_int(0, 65535, 8000),
+        _default_port,
+        metavar="PORT",
+    ),
+    Option(
+        "workers",
+        "Worker processes (gunicorn). Default: $WEB_CONCURRENCY, else one per usable CPU.",
+        c.as_int(1, 1024, 4),
+        _default_workers,
+        metavar="N",
+    ),
+    Option(
+        "threads",
+        "Threads per worker process. Default: 16 (gunicorn), 32 (waitress).",
+        c.as_int(1, 1024, 16),
+        _default_threads,
+        metavar="N",
+    ),
+    Option(
+        "url_prefix",
+        "Serve the app under this path, e.g. /app. Outside it, clients get a 404.",
+        c.as_url_prefix,
+        _const(""),
+        metavar="PATH",
+    ),
+    Option(
+        "timeout",
+        "Seconds a request may go without progress before the server gives up: "
+        "gunicorn restarts a silent worker, waitress closes an idle connection.",
+        c.as_int(1, 86400, 30),
+        _const(30),
+        metavar="SECONDS",
+    ),
+    Option(
+        "backlog",
+        "Connections the kernel may queue before the server accepts them.",
+        c.as_int(1, 65535, 2048),
+        _const(2048),
+        metavar="N",
+    ),
+    Option(
+        "access_log",
+        "Log one line per request to stdout.",
+        c.as_bool,
+        _const(True),
+        is_flag=True,
+    ),
+    Option(
+        "reload",
+        "Restart when code changes (dev mode only). Default: follows the debug flag.",
+        c.as_bool,
+        _follows_debug,
+        is_flag=True,
+    ),
+    Option(
+        "debugger",
+        "Interactive debugger in the browser (dev mode only). Default: follows the debug flag.",
+        c.as_bool,
+        _follows_debug,
+        is_flag=True,
+    ),
+)
+
+OPTION_BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The resolved settings, and where each value came from."""
+
+    mode: Literal["dev", "prod"]
+    server: Literal["werkzeug", "waitress", "gunicorn"]
+    host: str
+    port: int
+    workers: int
+    threads: int
+    url_prefix: str
+    timeout: int
+    backlog: int
+    access_log: bool
+    reload: bool
+    debugger: bool
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)
+
+    def rows(self) -> list[tuple[str, Any, str]]:
+        """``(name, value, where it came from)`` for every option."""
+        return [(o.name, getattr(self, o.name), self.origins[o.name].label) for o in OPTIONS]
+
+
+def _convert(option: Option, value: Any, label: str) -> Any:
+    try:
+        return option.convert(value)
+    except ValueError as exc:
+        raise ConfigError(label, value, str(exc)) from None
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]}?" if close else f"known names: {', '.join(known)}"
+
+
+def check_names(names: Mapping[str, Any], layer: Layer) -> None:
+    """Reject a ``PRODSERVE_*`` key, ``FLASK_SERVE_*`` variable or ``ProdServe``
+    argument that names no option (a typo would otherwise be ignored)."""
+    spell: Callable[[Option], str] = {
+        Layer.ENV: lambda o: o.env,
+        Layer.CONFIG: lambda o: o.config_key,
+    }.get(layer, lambda o: o.name)
+    known = {spell(o): o for o in OPTIONS}
+    for name in names:
+        if name not in known:
+            raise ConfigError(name, names[name], f"unknown setting; {_suggest(name, list(known))}")
+
+
+def layer_values(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    extension: Mapping[str, Any],
+) -> dict[Layer, dict[str, Any]]:
+    """The explicit values of each layer, keyed by option name, unconverted."""
+    env_ours = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    config_ours = {k: v for k, v in config.items() if k.startswith(CONFIG_PREFIX)}
+    check_names(env_ours, Layer.ENV)
+    check_names(config_ours, Layer.CONFIG)
+    check_names(extension, Layer.EXTENSION)
+    return {
+        Layer.CLI: {k: v for k, v in cli.items() if v is not None},
+        Layer.ENV: {k[len(ENV_PREFIX) :].lower(): v for k, v in env_ours.items()},
+        Layer.CONFIG: {k[len(CONFIG_PREFIX) :].lower(): v for k, v in config_ours.items()},
+        Layer.EXTENSION: dict(extension),
+    }
+
+
+def validate(values: Mapping[str, Any], layer: Layer) -> None:
+    """Convert every value of one layer, raising :class:`ConfigError` on the first bad one."""
+    for name, value in values.items():
+        option = OPTION_BY_NAME[name]
+        _convert(option, value, option.label(layer))
+
+
+def resolve(
+    *,
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    config: Mapping[str, Any],
+    extension: Mapping[str, Any],
+    facts: Facts,
+    cli_labels: Mapping[str, str] | None = None,
+) -> ServeConfig:
+    """Apply precedence to every option and check the combination.
+
+    ``cli`` maps option names to command-line values (``None`` = not given);
+    ``cli_labels`` names the flag actually used where it is not ``--<name>``
+    (``--prod`` for ``mode``).
+    """
+    layers = layer_values(cli, env, config, extension)
+    values: dict[str, Any] = {}
+    origins: dict[str, Origin] = {}
+    for option in OPTIONS:
+        for layer, explicit in layers.items():
+            if option.name in explicit:
+                label = option.label(layer, flag=(cli_labels or {}).get(option.name))
+                values[option.name] = _convert(option, explicit[option.name], label)
+                origins[option.name] = Origin(layer, label)
+                break
+        else:
+            value, why = option.default(values, env, facts)
+            values[option.name] = value
+            origins[option.name] = Origin(Layer.DEFAULT, why)
+        _settle_auto(option.name, values, origins, facts)
+    _check_combination(values, origins, facts)
+    return ServeConfig(**values, origins=origins)
+
+
+def _settle_auto(name: str, values: dict[str, Any], origins: dict[str, Origin], f: Facts) -> None:
+    """Turn ``mode=auto`` and ``server=auto`` into a concrete choice with a reason."""
+    origin = origins[name]
+    if name == "mode":
+        if values["mode"] == "auto":
+            values["mode"] = "dev" if f.debug else "prod"
+            why = f"auto: debug is {'on' if f.debug else 'off'}"
+            origins["mode"] = _with_reason(origin, why)
+    elif name == "server":
+        if values["mode"] == "dev":
+            values["server"] = "werkzeug"
+            origins["server"] = Origin(Layer.DEFAULT, "dev mode uses Werkzeug's dev server")
+        elif values["server"] == "auto":
+            if f.platform == "win32":
+                choice, why = "waitress", "auto: gunicorn does not run on Windows"
+            elif f.gunicorn_importable:
+                choice, why = "gunicorn", "auto: gunicorn is installed"
+            else:
+                choice, why = "waitress", "auto: gunicorn is not installed"
+            values["server"] = choice
+            origins["server"] = _with_reason(origin, why)
+
+
+def _with_reason(origin: Origin, why: str) -> Origin:
+    return Origin(origin.layer, why if origin.layer is Layer.DEFAULT else f"{origin.label}, {why}")
+
+
+def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin], f: Facts) -> None:
+    def fail(name: str, problem: str) -> None:
+        # A flag such as --prod carries no value worth echoing back.
+        shown = NO_VALUE if origins[name].layer is Layer.CLI else values[name]
+        raise ConfigError(origins[name].label, shown, problem)
+
+    if values["server"] == "gunicorn":
+        if f.platform == "win32":
+            fail("server", "gunicorn does not run on Windows; use waitress (or auto)")
+        if not f.gunicorn_importable:
+            fail(
+                "server",
+                "gunicorn is not installed; run 'pip install gunicorn' or use waitress",
+            )
+    explicit = {n for n, o in origins.items() if o.layer is not Layer.DEFAULT}
+    if values["server"] == "waitress" and "workers" in explicit and values["workers"] > 1:
+        fail(
+            "workers",
+            "waitress runs one process; raise threads instead, or use gunicorn",
+        )
+    if values["mode"] == "prod":
+        if f.debug and "mode" in explicit:
+            fail(
+                "mode",
+                "the app's debug flag is on, and production must never run the debugger; "
+                "turn debug off (drop --debug / FLASK_DEBUG / DEBUG=True) or serve with --dev",
+            )
+        for name in ("reload", "debugger"):
+            if values[name]:
+                fail(
+                    name,
+                    f"{name} is only available in dev mode; use --dev or turn it off",
+                )
+
+
+def field_names() -> list[str]:
+    """The option fields of :class:`ServeConfig`, in order (tests keep it in step)."""
+    return [f.name for f in fields(ServeConfig) if f.name != "origins"]

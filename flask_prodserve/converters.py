@@ -1,0 +1,96 @@
+"""Converters for option values.
+
+Each converter accepts either a string (from the command line or the
+environment) or a native Python value (from ``app.config`` or
+``ProdServe(...)``), and raises :class:`ValueError` with a message that
+completes the sentence "expected ..." when the value does not fit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+Converter = Callable[[Any], Any]
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
+
+
+def as_bool(value: Any) -> bool:
+    """``True``/``False`` or one of ``1 0 true false yes no on off``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError("expected true or false (1/0, yes/no, on/off)")
+
+
+def as_int(low: int, high: int | None = None, example: int | None = None) -> Converter:
+    """A whole number in ``[low, high]``."""
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    hint = f", like {example}" if example is not None else ""
+
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):  # bool is an int subclass; True is not a port
+            raise ValueError(f"expected a whole number {span}{hint}")
+        try:
+            number = int(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number {span}{hint}") from None
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"expected a whole number {span}{hint}")
+        return number
+
+    return convert
+
+
+def as_choice(*choices: str) -> Converter:
+    """One of ``choices``, case-insensitive."""
+
+    def convert(value: Any) -> str:
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return str(word)
+
+    return convert
+
+
+def as_host(value: Any) -> str:
+    """An interface name or address to bind to; ``[::1]`` is accepted for ``::1``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected an address such as 127.0.0.1 or 0.0.0.0")
+    host = value.strip()
+    if "://" in host or "/" in host:
+        raise ValueError("expected an address without a scheme or path, like 127.0.0.1")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif host.count(":") == 1:
+        # "localhost:8000" is a common slip: the port has its own option.
+        raise ValueError("expected an address without a port (set the port separately)")
+    return host
+
+
+_PREFIX_CHARS = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
+
+
+def as_url_prefix(value: Any) -> str:
+    """A URL path prefix, normalised to ``/name`` (``app``, ``/app/`` and ``/app``
+    are the same; empty or ``/`` means no prefix)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("expected a URL path such as /app")
+    text = value.strip()
+    segments = [s for s in text.split("/") if s]
+    if not _PREFIX_CHARS.match(text) or any(s in (".", "..") for s in segments):
+        raise ValueError("expected a URL path such as /app (no spaces, '?', '#' or '..')")
+    return "/" + "/".join(segments) if segments else ""

@@ -1,0 +1,71 @@
+"""From a loaded app and the user's options to a running server.
+
+Nothing here prints or exits: the CLI passes ``announce`` to show the
+banner once the socket is bound, and turns the returned status into the
+process exit status.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import backends, sockets
+from .config import Facts, ServeConfig, resolve
+from .cpus import available_cpus
+from .extension import extension_defaults
+from .middleware import build_wsgi_app
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def facts_about(app: Flask) -> Facts:
+    """What the resolver needs to know about ``app`` and this machine."""
+    return Facts(
+        debug=bool(app.debug),
+        platform=sys.platform,
+        cpus=available_cpus(),
+        gunicorn_importable=importlib.util.find_spec("gunicorn") is not None,
+    )
+
+
+def config_for(
+    app: Flask,
+    cli: Mapping[str, Any],
+    *,
+    cli_labels: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServeConfig:
+    """Resolve every option for ``app`` (see :func:`flask_prodserve.config.resolve`)."""
+    return resolve(
+        cli=cli,
+        env=os.environ if env is None else env,
+        config=app.config,
+        extension=extension_defaults(app),
+        facts=facts_about(app),
+        cli_labels=cli_labels,
+    )
+
+
+def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]) -> int:
+    """Bind, call ``announce(urls)``, and serve until stopped; return the exit status."""
+    backend = backends.load(config.server)
+    wsgi_app = build_wsgi_app(app, config)
+    sock = None
+    if config.server == "werkzeug":
+        from .backends.dev import inherited_socket
+
+        sock = inherited_socket()  # the reloader's child: its parent announced
+    if sock is None:
+        sock = sockets.bind(
+            config.host, config.port, config.backlog, where=config.origins["port"].label
+        )
+        announce(sockets.display_urls(sock, config.url_prefix))
+    try:
+        return backend.run(wsgi_app, sock, config)
+    finally:
+        sock.close()
