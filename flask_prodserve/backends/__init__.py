@@ -38,11 +38,11 @@ def load(name: str) -> Backend:
     return module
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def stop_on_sigterm() -> None:
-    """Make SIGTERM unwind like Ctrl+C does, so servers that only react to
-    ``KeyboardInterrupt``/``SystemExit`` (waitress, Werkzeug) stop cleanly."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    """Make SIGTERM stop the server the way Ctrl+C does: waitress and Werkzeug
+    only react to ``KeyboardInterrupt``, and otherwise die mid-request."""
+    signal.signal(signal.SIGTERM, _interrupt)

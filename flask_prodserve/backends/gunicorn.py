@@ -9,6 +9,7 @@ own defaults or the environment (``PORT``, ``WEB_CONCURRENCY``,
 from __future__ import annotations
 
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -46,7 +47,19 @@ def settings(config: ServeConfig, fd: int) -> dict[str, Any]:
         # gunicorn trusts X-Forwarded-Proto from loopback by default; trust nobody.
         "forwarded_allow_ips": "",
         "proc_name": "flask-prodserve",
+        "post_fork": _reset_stop_signals,
     }
+
+
+def _reset_stop_signals(arbiter: object, worker: object) -> None:
+    """Let a stop signal that reaches a worker before it is booted end it.
+
+    A forked worker inherits the master's handlers, which only queue the
+    signal for the master's loop; a SIGTERM arriving in that window is lost
+    and the master then waits the whole grace period for the worker.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 class EmbeddedApplication(BaseApplication):

@@ -1,0 +1,50 @@
+"""An app that echoes its WSGI environ as JSON, so live tests can assert
+what the server actually passed (``SERVER_SOFTWARE``, ``SCRIPT_NAME``, ...)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, jsonify, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+app = Flask(__name__)
+app.secret_key = "echo-app-test-key-not-secret"
+
+if os.environ.get("ECHO_APP_PRODSERVE"):
+    from flask_prodserve import ProdServe
+
+    ProdServe(app, url_prefix=os.environ["ECHO_APP_PRODSERVE"])
+
+
+@app.route("/")
+@app.route("/echo/<path:rest>")
+def echo(rest: str = "") -> ResponseReturnValue:
+    environ = {k: v for k, v in request.environ.items() if isinstance(v, (str, int, bool))}
+    environ["url_for_index"] = url_for("echo")
+    environ["url_for_static"] = url_for("static", filename="x.css")
+    environ["pid"] = os.getpid()
+    return jsonify(environ)
+
+
+@app.route("/redirect")
+def go_home() -> ResponseReturnValue:
+    return redirect(url_for("echo"))
+
+
+@app.route("/login")
+def login() -> ResponseReturnValue:
+    session["user"] = "alice"
+    return "ok"
+
+
+@app.route("/sleep")
+def sleep() -> ResponseReturnValue:
+    time.sleep(float(request.args.get("s", "1")))
+    return "slept"
+
+
+@app.route("/boom")
+def boom() -> ResponseReturnValue:
+    raise RuntimeError("secret-detail-in-exception")
