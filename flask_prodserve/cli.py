@@ -107,8 +107,8 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     try:
         config = serving.config_for(app, values, cli_labels=labels)
     except ConfigError as exc:
-        if exc.where.startswith("--"):
-            raise click.UsageError(str(exc)) from None
+        # Values from flags were already checked by click (exit 2); what is
+        # left is a bad env/config value or a combination the server refuses.
         raise click.ClickException(str(exc)) from None
     if print_config:
         _print_config(app, config)

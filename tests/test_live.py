@@ -127,7 +127,8 @@ def test_bad_env_value_names_the_variable(live_server: Any) -> None:
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 def test_example_app_under_a_prefix(live_server: Any, backend: str, tmp_path: Path) -> None:
-    args = ["--app", "example_app", "serve", "--prod", "--server", backend]
+    factory = f"example_app:create_app({{'DATABASE': {str(tmp_path / 'db.sqlite')!r}}})"
+    args = ["--app", factory, "serve", "--prod", "--server", backend]
     server = live_server([*args, "--port", "0", "--url-prefix", "/demo"])
     status, _, body = server.request("GET", "/demo/")
     assert status == 200, server.log

@@ -1,0 +1,245 @@
+"""``flask serve`` parsing and reporting, through click's runner with a fake backend."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from flask import Flask
+from flask.cli import FlaskGroup
+
+import flask_prodserve
+from flask_prodserve import ProdServe, backends
+from flask_prodserve.config import OPTIONS, ServeConfig
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.calls: list[ServeConfig] = []
+
+    def run(self, wsgi_app: Any, sock: socket.socket, config: ServeConfig) -> int:
+        self.calls.append(config)
+        return 0
+
+
+@pytest.fixture
+def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
+    fake = FakeBackend()
+    monkeypatch.setattr(backends, "load", lambda name: fake)
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # FlaskGroup sets FLASK_RUN_FROM_CLI in os.environ; monkeypatch removes it afterwards.
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "false")
+    for name in ("FLASK_DEBUG", "PORT", "WEB_CONCURRENCY", "FLASK_APP"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def make_app(**config: Any) -> Flask:
+    app = Flask("demo")
+    app.config.update(config)
+    return app
+
+
+def invoke(app: Flask, *args: str, env: dict[str, str] | None = None) -> Result:
+    group = FlaskGroup(create_app=lambda: app)
+    return CliRunner().invoke(group, list(args), env=env, catch_exceptions=False)
+
+
+def test_registered_through_the_entry_point() -> None:
+    names = {ep.name: ep.value for ep in entry_points(group="flask.commands")}
+    assert names["serve"] == "flask_prodserve.cli:serve_command"
+
+
+def test_help_lists_every_option_with_its_env_and_config_names() -> None:
+    result = invoke(make_app(), "serve", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # undo click's wrapping
+    for option in OPTIONS:
+        assert option.flag in text
+        assert f"{option.env}, {option.config_key}" in text
+    assert "Examples:" in text
+
+
+def test_print_config_shows_values_and_sources(fake_backend: FakeBackend) -> None:
+    app = make_app(PRODSERVE_THREADS=7)
+    result = invoke(
+        app, "serve", "--port", "9001", "--print-config", env={"FLASK_SERVE_URL_PREFIX": "shop"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Settings for Flask app 'demo':"
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in lines[1:]}
+    assert rows["port"] == ["9001", "--port"]
+    assert rows["url_prefix"] == ["/shop", "FLASK_SERVE_URL_PREFIX"]
+    assert rows["threads"] == ["7", "app.config['PRODSERVE_THREADS']"]
+    assert rows["mode"] == ["prod", "auto: debug is off"]
+    assert not fake_backend.calls
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param(
+            ["--port", "eighty"],
+            {},
+            "Invalid value for '--port': expected a whole "
+            "number from 0 to 65535, like 8000 (got 'eighty').",
+            id="bad-port",
+        ),
+        pytest.param(
+            ["--server", "uwsgi"],
+            {},
+            "'uwsgi' is not one of 'auto', 'gunicorn', 'waitress'.",
+            id="unknown-server",
+        ),
+        pytest.param(
+            ["--url-prefix", "a b"], {}, "expected a URL path such as /app", id="bad-prefix"
+        ),
+        pytest.param(
+            ["--dev", "--prod"], {}, "Use only one of --dev, --prod and --mode.", id="dev-and-prod"
+        ),
+        pytest.param(["--prod", "--mode", "dev"], {}, "Use only one of", id="prod-and-mode"),
+        pytest.param(
+            ["--prot", "1"],
+            {},
+            "No such option '--prot'. (Did you mean one of: '--host', '--port', '--prod'?)",
+            id="typo-in-option",
+        ),
+    ],
+)
+def test_bad_command_line_exits_2(args: list[str], env: dict[str, str], message: str) -> None:
+    result = invoke(make_app(), "serve", *args, env=env)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("app_config", "args", "env", "line"),
+    [
+        pytest.param(
+            {},
+            [],
+            {"FLASK_SERVE_PORT": "eighty"},
+            "Error: FLASK_SERVE_PORT: expected a whole number from 0 to 65535, like "
+            "8000 (got 'eighty').",
+            id="bad-env",
+        ),
+        pytest.param(
+            {"PRODSERVE_PORT": "eighty"},
+            [],
+            {},
+            "Error: app.config['PRODSERVE_PORT']: expected a whole number from 0 to "
+            "65535, like 8000 (got 'eighty').",
+            id="bad-config",
+        ),
+        pytest.param(
+            {},
+            ["--prod"],
+            {"FLASK_DEBUG": "1"},
+            "Error: --prod: the app's debug flag is on, and production must never run "
+            "the debugger; turn debug off (drop --debug / FLASK_DEBUG / DEBUG=True) or "
+            "serve with --dev.",
+            id="debug-with-prod",
+        ),
+        pytest.param(
+            {},
+            ["--server", "waitress", "--workers", "3"],
+            {},
+            "Error: --workers: waitress runs one process; raise threads instead, or use gunicorn.",
+            id="waitress-with-workers",
+        ),
+    ],
+)
+def test_bad_settings_exit_1_with_one_line(
+    app_config: dict[str, Any], args: list[str], env: dict[str, str], line: str
+) -> None:
+    result = invoke(make_app(**app_config), "serve", *args, env=env)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [line]
+
+
+def test_gunicorn_on_windows_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "win32")
+    result = invoke(make_app(), "serve", "--server", "gunicorn")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: --server: gunicorn does not run on Windows; use waitress (or auto)."
+    ]
+    auto = invoke(make_app(), "serve", "--print-config")
+    assert "waitress   auto: gunicorn does not run on Windows" in auto.output
+
+
+def test_no_app_is_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(FlaskGroup(), ["serve"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: Could not locate a Flask application. Use the 'flask --app' option, "
+        "'FLASK_APP' environment variable, or a 'wsgi.py' or 'app.py' file in the current "
+        "directory."
+    ]
+
+
+def test_serve_prints_a_banner_and_hands_off(fake_backend: FakeBackend) -> None:
+    app = make_app()
+    ProdServe(app, url_prefix="/shop", server="waitress")
+    result = invoke(app, "serve", "--port", "0")
+    assert result.exit_code == 0, result.output
+    (config,) = fake_backend.calls
+    assert (config.mode, config.server, config.url_prefix) == ("prod", "waitress", "/shop")
+    lines = result.output.splitlines()
+    assert lines[0] == " * Serving Flask app 'demo' in production mode (auto: debug is off)"
+    assert lines[1].startswith(" * Server: waitress 3.")
+    assert lines[1].endswith("(set by ProdServe(server=...))")
+    assert lines[2] == " * Threads: 32 (one process)"
+    assert lines[3].startswith(" * Running on http://127.0.0.1:")
+    assert lines[3].endswith("/shop/")
+    assert lines[-2:] == [" * Press CTRL+C to stop", " * Stopped."]
+
+
+def test_debug_flag_selects_dev_mode(fake_backend: FakeBackend) -> None:
+    result = invoke(make_app(), "--debug", "serve", "--port", "0", "--no-reload")
+    assert result.exit_code == 0, result.output
+    (config,) = fake_backend.calls
+    assert (config.mode, config.server, config.debugger, config.reload) == (
+        "dev",
+        "werkzeug",
+        True,
+        False,
+    )
+    assert "development mode (auto: debug is on)" in result.output
+    assert "reloader off, debugger on" in result.output
+
+
+def test_debugger_on_a_public_address_warns(fake_backend: FakeBackend) -> None:
+    result = invoke(
+        make_app(), "--debug", "serve", "--host", "0.0.0.0", "--port", "0", "--no-reload"
+    )
+    assert "WARNING: the debugger is on" in result.output
+
+
+def test_python_entry_point_serves_like_the_cli(fake_backend: FakeBackend) -> None:
+    app = make_app()
+    with pytest.raises(SystemExit) as info:
+        flask_prodserve.serve(app, port=0, url_prefix="x")
+    assert info.value.code == 0
+    (config,) = fake_backend.calls
+    assert (config.mode, config.url_prefix) == ("prod", "/x")
+    assert config.origins["port"].label == "serve(port=...)"
+
+
+def test_python_entry_point_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        flask_prodserve.serve(make_app(), port="x")
+    assert info.value.code == 1
+    assert capsys.readouterr().err == (
+        "Error: serve(port=...): expected a whole number from 0 to 65535, like 8000 (got 'x').\n"
+    )

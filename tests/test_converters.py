@@ -1,0 +1,105 @@
+"""Converters accept strings (CLI, env) and native values (config, ProdServe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flask_prodserve import converters as c
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("1", True, id="one"),
+        pytest.param("TRUE", True, id="true-upper"),
+        pytest.param(" on ", True, id="on-spaces"),
+        pytest.param("no", False, id="no"),
+        pytest.param("0", False, id="zero"),
+        pytest.param("", False, id="empty"),
+        pytest.param(True, True, id="native-true"),
+        pytest.param(0, False, id="native-zero"),
+    ],
+)
+def test_as_bool(value: Any, expected: bool) -> None:
+    assert c.as_bool(value) is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None, "2"])
+def test_as_bool_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="expected true or false"):
+        c.as_bool(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("8000", 8000, id="string"),
+        pytest.param(" 80 ", 80, id="spaces"),
+        pytest.param(0, 0, id="zero"),
+        pytest.param(65535, 65535, id="max"),
+    ],
+)
+def test_as_int_port(value: Any, expected: int) -> None:
+    assert c.as_int(0, 65535, 8000)(value) == expected
+
+
+@pytest.mark.parametrize("value", ["eighty", "80.5", -1, 65536, True, None, "1e3"])
+def test_as_int_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"expected a whole number from 0 to 65535, like 8000"):
+        c.as_int(0, 65535, 8000)(value)
+
+
+def test_as_int_without_upper_bound() -> None:
+    with pytest.raises(ValueError, match="of at least 1"):
+        c.as_int(1)(0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("app", "/app", id="bare"),
+        pytest.param("/app/", "/app", id="trailing-slash"),
+        pytest.param("/app", "/app", id="canonical"),
+        pytest.param("//a//b/", "/a/b", id="doubled-slashes"),
+        pytest.param("", "", id="empty"),
+        pytest.param("/", "", id="root"),
+        pytest.param(None, "", id="none"),
+    ],
+)
+def test_as_url_prefix(value: Any, expected: str) -> None:
+    assert c.as_url_prefix(value) == expected
+
+
+@pytest.mark.parametrize("value", ["/a b", "/app?x=1", "/app#top", "/../etc", 5])
+def test_as_url_prefix_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="expected a URL path such as /app"):
+        c.as_url_prefix(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("127.0.0.1", "127.0.0.1"), ("[::1]", "::1"), ("::", "::"), ("localhost", "localhost")],
+)
+def test_as_host(value: str, expected: str) -> None:
+    assert c.as_host(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("localhost:8000", "without a port"),
+        ("http://example.com", "without a scheme"),
+        ("", "expected an address"),
+    ],
+)
+def test_as_host_rejects(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        c.as_host(value)
+
+
+def test_as_choice_is_case_insensitive() -> None:
+    assert c.as_choice("auto", "dev")("DEV") == "dev"
+    with pytest.raises(ValueError, match="expected one of auto, dev"):
+        c.as_choice("auto", "dev")("prod")

@@ -1,0 +1,119 @@
+"""The served WSGI chain, through a test client: prefix mount and access log."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+from flask import Flask, redirect, session, url_for
+from werkzeug.test import Client
+
+from flask_prodserve.config import Facts, ServeConfig, resolve
+from flask_prodserve.middleware import AccessLog, build_wsgi_app, mount
+
+
+def make_app() -> Flask:
+    app = Flask(__name__)
+    app.secret_key = "test"
+
+    @app.route("/")
+    def index() -> str:
+        return f"index {url_for('index')} {url_for('static', filename='s.css')}"
+
+    @app.route("/go")
+    def go() -> object:
+        return redirect(url_for("index"))
+
+    @app.route("/login")
+    def login() -> str:
+        session["u"] = "x"
+        return "in"
+
+    return app
+
+
+def config(**cli: object) -> ServeConfig:
+    facts = Facts(debug=False, platform="linux", cpus=2, gunicorn_importable=True)
+    return resolve(cli=cli, env={}, config={}, extension={}, facts=facts)
+
+
+@pytest.fixture
+def app_() -> Flask:
+    # Not named "app": pytest-flask would push a request context around the test.
+    return make_app()
+
+
+@pytest.mark.parametrize("prefix", ["app", "/app/", "/app"])
+def test_prefix_spellings_mount_the_same(app_: Flask, prefix: str) -> None:
+    client = Client(build_wsgi_app(app_, config(url_prefix=prefix, access_log=False)))
+    response = client.get("/app/")
+    assert response.status_code == 200
+    assert response.text == "index /app/ /app/static/s.css"
+
+
+def test_outside_the_prefix_is_a_404_from_outside_the_app(app_: Flask) -> None:
+    client = Client(mount(app_, "/app"))
+    for path in ("/", "/appx", "/appx/", "/other/app/"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "served under /app/" in response.text
+
+
+def test_prefix_itself_redirects_to_the_slash(app_: Flask) -> None:
+    response = Client(mount(app_, "/app")).get("/app")
+    assert response.status_code == 308
+    assert response.headers["Location"].endswith("/app/")
+
+
+def test_redirects_and_cookies_carry_the_prefix(app_: Flask) -> None:
+    client = Client(mount(app_, "/app"))
+    assert client.get("/app/go").headers["Location"] == "/app/"
+    cookie = client.get("/app/login").headers["Set-Cookie"]
+    assert "Path=/app" in cookie
+
+
+def test_application_root_follows_the_prefix_unless_set(app_: Flask) -> None:
+    mount(app_, "/app")
+    assert app_.config["APPLICATION_ROOT"] == "/app"
+    other = make_app()
+    other.config["APPLICATION_ROOT"] = "/custom"
+    mount(other, "/app")
+    assert other.config["APPLICATION_ROOT"] == "/custom"
+    with other.test_request_context():
+        assert url_for("index") == "/custom/"
+
+
+def test_no_prefix_serves_the_app_itself(app_: Flask) -> None:
+    assert mount(app_, "") is app_
+    assert app_.config["APPLICATION_ROOT"] == "/"
+
+
+def test_url_for_outside_a_request_uses_the_prefix(app_: Flask) -> None:
+    mount(app_, "/app")
+    app_.config["SERVER_NAME"] = "example.com"
+    with app_.app_context():
+        assert url_for("index") == "http://example.com/app/"
+
+
+def test_access_log_line(app_: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client(build_wsgi_app(app_, config(url_prefix="/app")))
+    with caplog.at_level(logging.INFO, logger="flask_prodserve.access"):
+        client.get(
+            "/app/?q=1",
+            headers={"User-Agent": "ua/1", "Referer": "http://r/"},
+            environ_base={"REMOTE_ADDR": "10.0.0.9"},
+            buffered=True,  # runs the body to its end and closes it, as a server does
+        )
+        client.get("/nope", buffered=True)
+    first, second = (r.getMessage() for r in caplog.records)
+    assert first.startswith("10.0.0.9 - - [")
+    assert '"GET /app/?q=1 HTTP/1.1" 200 29 "http://r/" "ua/1" ' in first
+    assert '"GET /nope HTTP/1.1" 404 ' in second
+
+
+def test_access_log_off(app_: Flask) -> None:
+    off = config(access_log=False)
+    assert not isinstance(build_wsgi_app(app_, off), AccessLog)
+    dev = replace(off, mode="dev", access_log=True)
+    assert not isinstance(build_wsgi_app(app_, dev), AccessLog)  # the dev server logs itself
