@@ -18,7 +18,7 @@ from flask.cli import NoAppException, ScriptInfo, pass_script_info
 
 from . import serving
 from .config import OPTIONS, Option
-from .errors import ConfigError, ProdServeError
+from .errors import ProdServeError
 from .middleware import access_logger
 
 if TYPE_CHECKING:
@@ -41,6 +41,24 @@ class _OptionType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
             return self.option.convert(value)
         except ValueError as exc:
             self.fail(f"{exc} (got {value!r}).", param, ctx)
+
+
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line, without click's usage block."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True)
+
+
+class _ServeCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if isinstance(exc, _OneLineUsageError):
+                raise
+            raise _OneLineUsageError(exc.format_message(), exc.ctx or ctx) from None
 
 
 def _click_option(option: Option) -> Callable[[Any], Any]:
@@ -81,7 +99,7 @@ app.config > ProdServe(...) > default.
 """
 
 
-@click.command("serve", epilog=_EPILOG)
+@click.command("serve", cls=_ServeCommand, epilog=_EPILOG)
 @click.option("--dev", "dev", is_flag=True, default=None, help="Same as --mode dev.")
 @click.option("--prod", "prod", is_flag=True, default=None, help="Same as --mode prod.")
 @_generated_options
@@ -98,15 +116,14 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     labels = {}
     if dev or prod:
         if (dev and prod) or values["mode"] is not None:
-            raise click.UsageError("Use only one of --dev, --prod and --mode.")
+            raise _OneLineUsageError("Use only one of --dev, --prod and --mode.")
         values["mode"], labels["mode"] = ("dev", "--dev") if dev else ("prod", "--prod")
     try:
-        app = info.load_app()
+        app = info.load_app()  # ProdServe(app) in the app's module checks its config here
+        config = serving.config_for(app, values, cli_labels=labels)
     except NoAppException as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    try:
-        config = serving.config_for(app, values, cli_labels=labels)
-    except ConfigError as exc:
+    except ProdServeError as exc:
         # Values from flags were already checked by click (exit 2); what is
         # left is a bad env/config value or a combination the server refuses.
         raise click.ClickException(str(exc)) from None

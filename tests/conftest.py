@@ -35,8 +35,14 @@ class LiveServer:
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.env.pop("FLASK_DEBUG", None)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = ROOT
         self.host = ""
         self.port = 0
+
+    def start_in(self, cwd: Path) -> LiveServer:
+        """Start in a project directory other than the repository."""
+        self.cwd = cwd
+        return self.start()
 
     def start(self, wait: bool = True, deadline: float = 30) -> LiveServer:
         cmd = [sys.executable, "-m", "flask", *self.args]
@@ -47,7 +53,7 @@ class LiveServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.cwd,
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )
