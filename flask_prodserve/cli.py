@@ -17,8 +17,9 @@ import click
 from flask.cli import NoAppException, ScriptInfo, pass_script_info
 
 from . import serving
+from .backends import GRACE_EXPIRED
 from .config import OPTIONS, Option
-from .errors import ProdServeError
+from .errors import ProdServeError, ServeError
 from .middleware import access_logger
 
 if TYPE_CHECKING:
@@ -152,24 +153,40 @@ def serve(app: Flask, **options: Any) -> None:
 
 
 def _serve(app: Flask, config: ServeConfig) -> int:
-    _configure_access_log()
     try:
+        _configure_access_log(config.access_log_file)
         status = serving.serve(app, config, lambda urls: _banner(app, config, urls))
     except ProdServeError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 1
     except KeyboardInterrupt:  # Ctrl+C while a backend was still starting
         status = 0
-    click.echo(" * Stopped." if status == 0 else f" * Stopped with exit status {status}.")
+    if status == GRACE_EXPIRED:
+        click.echo(
+            f" * Stopped after the {config.graceful_timeout} s grace period: requests still "
+            "running were cut (raise --graceful-timeout to give them longer)."
+        )
+    else:
+        click.echo(" * Stopped." if status == 0 else f" * Stopped with exit status {status}.")
     return status
 
 
-def _configure_access_log() -> None:
-    # Only when the app has not configured logging itself; users keep control.
-    if not access_logger.hasHandlers():
-        handler = logging.StreamHandler(sys.stdout)
+def _configure_access_log(path: str) -> None:
+    # Only when the app has not configured this logger itself: users keep control.
+    if not access_logger.handlers:
+        try:
+            handler: logging.Handler = (
+                logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path)
+            )
+        except OSError as exc:
+            raise ServeError(
+                f"Cannot open the access log file {path!r} (from access_log_file): "
+                f"{exc.strerror}. Use an existing folder you can write to, or - for stdout."
+            ) from None
         handler.setFormatter(logging.Formatter("%(message)s"))
         access_logger.addHandler(handler)
+        # Lines go to our handler only, not also to whatever the root logger prints.
+        access_logger.propagate = False
     if access_logger.level == logging.NOTSET:
         access_logger.setLevel(logging.INFO)
 
@@ -198,8 +215,13 @@ def _banner(app: Flask, config: ServeConfig, urls: list[str]) -> None:
     elif config.server == "waitress":
         lines.append(f" * Threads: {config.threads} (one process)")
     lines += [f" * Running on {url}" for url in urls]
+    if config.health_path:
+        lines.append(
+            f" * Health check: {config.health_path} (readiness: {config.health_path}/ready)"
+        )
     if config.mode == "prod":
-        lines.append(f" * Access log: {'on, one line per request' if config.access_log else 'off'}")
+        where = "stdout" if config.access_log_file == "-" else config.access_log_file
+        lines.append(f" * Access log: {f'on, to {where}' if config.access_log else 'off'}")
     else:
         lines.append(" * Not for production: use 'flask serve --prod' when you deploy")
     if config.debugger and config.host not in _LOOPBACK:

@@ -210,11 +210,66 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "graceful_timeout",
+        "Seconds in-flight requests get to finish after SIGTERM or Ctrl+C; "
+        "past that they are cut and the exit status is 3.",
+        c.as_int(0, 86400, 30),
+        _const(30),
+        metavar="SECONDS",
+    ),
+    Option(
         "access_log",
-        "Log one line per request to stdout.",
+        "Log one line per request (production).",
         c.as_bool,
         _const(True),
         is_flag=True,
+    ),
+    Option(
+        "access_log_format",
+        "combined (Apache style plus seconds taken), json (one object per line), "
+        "or a template such as '{remote_addr} {status} {path}'.",
+        c.as_log_format,
+        _const("combined"),
+        metavar="FORMAT",
+    ),
+    Option(
+        "access_log_file",
+        "Where access lines go: - for stdout, or a file path.",
+        str,
+        _const("-"),
+        metavar="PATH",
+    ),
+    Option(
+        "health_path",
+        "Answer this path (e.g. /healthz) with 200 outside the app, for load "
+        "balancers; PATH/ready also runs the @prodserve.ready checks. Off by default.",
+        c.as_optional_path,
+        _const(""),
+        metavar="PATH",
+    ),
+    Option(
+        "max_requests",
+        "Restart a worker after this many requests, to contain memory leaks "
+        "(gunicorn only). 0: never.",
+        c.as_int(0, 10**9, 1000),
+        _const(0),
+        metavar="N",
+    ),
+    Option(
+        "max_requests_jitter",
+        "Add up to this many requests at random to max_requests, so workers do "
+        "not all restart at once.",
+        c.as_int(0, 10**9, 50),
+        _const(0),
+        metavar="N",
+    ),
+    Option(
+        "server_options",
+        "Raw options for the chosen server, as a JSON object, checked against "
+        "its own option names, e.g. '{\"keepalive\": 10}'.",
+        c.as_mapping,
+        _const({}),
+        metavar="JSON",
     ),
     Option(
         "reload",
@@ -248,7 +303,14 @@ class ServeConfig:
     url_prefix: str
     timeout: int
     backlog: int
+    graceful_timeout: int
     access_log: bool
+    access_log_format: str
+    access_log_file: str
+    health_path: str
+    max_requests: int
+    max_requests_jitter: int
+    server_options: Mapping[str, Any]
     reload: bool
     debugger: bool
     origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)
@@ -390,6 +452,12 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
         fail(
             "workers",
             "waitress runs one process; raise threads instead, or use gunicorn",
+        )
+    if values["server"] != "gunicorn" and values["max_requests"]:
+        fail(
+            "max_requests",
+            f"{values['server']} runs one process and cannot recycle it; "
+            "use gunicorn, or set max_requests to 0",
         )
     if values["mode"] == "prod":
         if f.debug and "mode" in explicit:

@@ -8,6 +8,7 @@ completes the sentence "expected ..." when the value does not fit.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -94,3 +95,52 @@ def as_url_prefix(value: Any) -> str:
     if not _PREFIX_CHARS.match(text) or any(s in (".", "..") for s in segments):
         raise ValueError("expected a URL path such as /app (no spaces, '?', '#' or '..')")
     return "/" + "/".join(segments) if segments else ""
+
+
+def as_optional_path(value: Any) -> str:
+    """A URL path such as ``/healthz``; empty means off."""
+    return as_url_prefix(value)
+
+
+LOG_FORMATS = ("combined", "json")
+
+
+ACCESS_LOG_FIELDS = [
+    "remote_addr",
+    "remote_user",
+    "time",
+    "timestamp",
+    "method",
+    "path",
+    "protocol",
+    "status",
+    "size",
+    "referer",
+    "user_agent",
+    "duration",
+]
+
+
+def as_log_format(value: Any) -> str:
+    """``combined``, ``json``, or a template such as ``{remote_addr} {status}``."""
+    if isinstance(value, str) and "{" in value:
+        sample = dict.fromkeys(ACCESS_LOG_FIELDS, 0)
+        try:
+            value.format_map(sample)
+        except (KeyError, ValueError, IndexError) as exc:
+            fields = ", ".join(ACCESS_LOG_FIELDS)
+            raise ValueError(f"expected a template using only {fields} ({exc})") from None
+        return value
+    return str(as_choice(*LOG_FORMATS)(value))
+
+
+def as_mapping(value: Any) -> dict[str, Any]:
+    """A mapping, or its JSON text (``{"keepalive": 10}``) from the command line or env."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError('expected a JSON object such as {"keepalive": 10}') from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError('expected a mapping such as {"keepalive": 10}')
+    return dict(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import Layer, check_names, layer_values, validate
+from .lifecycle import Hook, Hooks, Lifecycle
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -29,6 +30,7 @@ class ProdServe:
         check_names(defaults, Layer.EXTENSION)
         validate(defaults, Layer.EXTENSION)
         self.defaults: dict[str, Any] = defaults
+        self.hooks = Hooks()
         if app is not None:
             self.init_app(app)
 
@@ -48,8 +50,42 @@ class ProdServe:
         validate(config_values, Layer.CONFIG)
         app.extensions[EXTENSION_KEY] = self
 
+    def on_start(self, func: Hook) -> Hook:
+        """Register ``func(app)`` to run once when the server is ready."""
+        self.hooks.on_start.append(func)
+        return func
+
+    def worker_init(self, func: Hook) -> Hook:
+        """Register ``func(app)`` to run in each worker process after it is
+        forked (gunicorn), or once (waitress, dev server): the place to reset
+        connection pools, such as SQLAlchemy's ``db.engine.dispose()``."""
+        self.hooks.worker_init.append(func)
+        return func
+
+    def on_stop(self, func: Hook) -> Hook:
+        """Register ``func(app)`` to run once when the server has stopped."""
+        self.hooks.on_stop.append(func)
+        return func
+
+    def ready(self, func: Hook) -> Hook:
+        """Register a readiness check for ``<health_path>/ready``: return a
+        true value when the app can serve (database reachable, ...)."""
+        self.hooks.ready.append(func)
+        return func
+
+
+def _registered(app: Flask) -> ProdServe | None:
+    ext = app.extensions.get(EXTENSION_KEY)
+    return ext if isinstance(ext, ProdServe) else None
+
 
 def extension_defaults(app: Flask) -> dict[str, Any]:
     """The ``ProdServe(...)`` defaults registered on ``app``, if any."""
-    ext = app.extensions.get(EXTENSION_KEY)
-    return dict(ext.defaults) if isinstance(ext, ProdServe) else {}
+    ext = _registered(app)
+    return dict(ext.defaults) if ext else {}
+
+
+def lifecycle_for(app: Flask) -> Lifecycle:
+    """The hooks registered for ``app`` (none without the extension)."""
+    ext = _registered(app)
+    return Lifecycle(app, ext.hooks if ext else Hooks())

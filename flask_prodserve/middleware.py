@@ -1,7 +1,8 @@
 """Build the WSGI application that the server runs.
 
-The chain, outermost first: :class:`AccessLog` (so that requests outside the
-prefix are logged too) -> :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
+The chain, outermost first: :class:`HealthCheck` (cheap, never logged) ->
+:class:`AccessLog` (so that requests outside the prefix are logged too) ->
+:class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
 mounting the Flask app at ``url_prefix`` (a 404 outside it) -> the Flask app.
 
 Mounting is done here, not by the server, because waitress and gunicorn
@@ -12,9 +13,10 @@ same middleware behaves identically under every server.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .config import ServeConfig
+    from .lifecycle import Lifecycle
 
 access_logger = logging.getLogger("flask_prodserve.access")
 
@@ -45,26 +48,70 @@ def mount(app: Flask, prefix: str) -> WSGIApplication:
     return DispatcherMiddleware(outside, {prefix: app})
 
 
-def build_wsgi_app(app: Flask, config: ServeConfig) -> WSGIApplication:
+def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
     """The full chain for ``config``."""
     wsgi_app = mount(app, config.url_prefix)
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
-        wsgi_app = AccessLog(wsgi_app)
+        wsgi_app = AccessLog(wsgi_app, config.access_log_format)
+    if config.health_path:
+        # Outside the access log: probes every few seconds would drown it.
+        wsgi_app = HealthCheck(wsgi_app, config.health_path, lifecycle.is_ready)
     return wsgi_app
 
 
+class HealthCheck:
+    """Answer ``path`` with 200 and ``path/ready`` with the readiness checks'
+    verdict (200 or 503), before the prefix mount and without touching the app."""
+
+    def __init__(self, app: WSGIApplication, path: str, is_ready: Callable[[], bool]) -> None:
+        self.app = app
+        self.path = path
+        self.ready_path = path + "/ready"
+        self.is_ready = is_ready
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == self.path:
+            return _plain(start_response, "200 OK", b"ok\n")
+        if path == self.ready_path:
+            if self.is_ready():
+                return _plain(start_response, "200 OK", b"ready\n")
+            return _plain(start_response, "503 Service Unavailable", b"not ready\n")
+        return self.app(environ, start_response)
+
+
+def _plain(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    start_response(status, headers)
+    return [body]
+
+
+_COMBINED = (
+    '{remote_addr} - {remote_user} [{time}] "{method} {path} {protocol}" '
+    '{status} {size} "{referer}" "{user_agent}" {duration:.6f}'
+)
+
+
 class AccessLog:
-    """Log one line per request, in the combined log format plus the duration.
+    """Log one line per request: the combined log format plus the seconds
+    taken, one JSON object, or the user's ``{field}`` template.
 
     Used for every production server so the log reads the same whichever one
     runs (waitress has no access log at all). The line is written when the
     response has been sent, so the size and duration are the real ones.
     """
 
-    def __init__(self, app: WSGIApplication, logger: logging.Logger = access_logger) -> None:
+    def __init__(
+        self, app: WSGIApplication, fmt: str = "combined", logger: logging.Logger = access_logger
+    ) -> None:
         self.app = app
         self.logger = logger
+        self.fmt = fmt
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.logger.isEnabledFor(logging.INFO):
@@ -80,29 +127,46 @@ class AccessLog:
         return _LoggedBody(body, lambda size: self._log(environ, status, size, started))
 
     def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,@:")
-        if environ.get("QUERY_STRING"):
-            path += "?" + environ["QUERY_STRING"]
-        self.logger.info(
-            '%s - %s [%s] "%s %s %s" %s %s "%s" "%s" %.6f',
-            environ.get("REMOTE_ADDR", "-"),
-            environ.get("REMOTE_USER") or "-",
-            time.strftime("%d/%b/%Y:%H:%M:%S %z"),
-            environ.get("REQUEST_METHOD", "-"),
-            path,
-            environ.get("SERVER_PROTOCOL", "-"),
-            status[0].split(" ", 1)[0] if status else "-",
-            size or "-",
-            environ.get("HTTP_REFERER", "-"),
-            environ.get("HTTP_USER_AGENT", "-"),
-            time.perf_counter() - started,
-        )
+        fields = access_fields(environ, status[0] if status else "-", size, started)
+        if self.fmt == "json":
+            line = json.dumps(fields, separators=(",", ":"))
+        elif self.fmt == "combined":
+            line = _COMBINED.format_map(
+                {k: "-" if v in ("", None) else v for k, v in fields.items()}
+            )
+        else:
+            line = self.fmt.format_map(fields)
+        self.logger.info(line)
+
+
+def access_fields(
+    environ: WSGIEnvironment, status: str, size: int, started: float
+) -> dict[str, Any]:
+    """The values an access-log line can show (see :data:`ACCESS_LOG_FIELDS`)."""
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/;=,@:")
+    if environ.get("QUERY_STRING"):
+        path += "?" + environ["QUERY_STRING"]
+    now = time.time()
+    return {
+        "remote_addr": environ.get("REMOTE_ADDR", ""),
+        "remote_user": environ.get("REMOTE_USER", ""),
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now)),
+        "timestamp": round(now, 6),
+        "method": environ.get("REQUEST_METHOD", ""),
+        "path": path,
+        "protocol": environ.get("SERVER_PROTOCOL", ""),
+        "status": int(status.split(" ", 1)[0]) if status[:3].isdigit() else status,
+        "size": size,
+        "referer": environ.get("HTTP_REFERER", ""),
+        "user_agent": environ.get("HTTP_USER_AGENT", ""),
+        "duration": time.perf_counter() - started,
+    }
 
 
 class _LoggedBody:
     """Wraps a response body to count its bytes and log when it is closed."""
 
-    def __init__(self, body: Iterable[bytes], on_close: Any) -> None:
+    def __init__(self, body: Iterable[bytes], on_close: Callable[[int], None]) -> None:
         self.body = body
         self.on_close = on_close
         self.size = 0

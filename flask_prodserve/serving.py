@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import backends, sockets
 from .config import Facts, ServeConfig, resolve
 from .cpus import available_cpus
-from .extension import extension_defaults
+from .extension import extension_defaults, lifecycle_for
 from .middleware import build_wsgi_app
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ def config_for(
 def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]) -> int:
     """Bind, call ``announce(urls)``, and serve until stopped; return the exit status."""
     backend = backends.load(config.server)
-    wsgi_app = build_wsgi_app(app, config)
+    backend.check_options(config)
+    lifecycle = lifecycle_for(app)
+    wsgi_app = build_wsgi_app(app, config, lifecycle)
     sock = None
     if config.server == "werkzeug":
         from .backends.dev import inherited_socket
@@ -66,6 +68,6 @@ def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]
         )
         announce(sockets.display_urls(sock, config.url_prefix))
     try:
-        return backend.run(wsgi_app, sock, config)
+        return backend.run(wsgi_app, sock, config, lifecycle)
     finally:
         sock.close()

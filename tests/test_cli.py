@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from importlib.metadata import entry_points
@@ -15,15 +16,20 @@ from flask.cli import FlaskGroup
 import flask_prodserve
 from flask_prodserve import ProdServe, backends
 from flask_prodserve.config import OPTIONS, ServeConfig
+from flask_prodserve.middleware import access_logger
 
 
 class FakeBackend:
     def __init__(self) -> None:
         self.calls: list[ServeConfig] = []
+        self.status = 0
 
-    def run(self, wsgi_app: Any, sock: socket.socket, config: ServeConfig) -> int:
+    def check_options(self, config: ServeConfig) -> None:
+        pass
+
+    def run(self, wsgi_app: Any, sock: socket.socket, config: ServeConfig, lifecycle: Any) -> int:
         self.calls.append(config)
-        return 0
+        return self.status
 
 
 @pytest.fixture
@@ -31,6 +37,14 @@ def fake_backend(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
     fake = FakeBackend()
     monkeypatch.setattr(backends, "load", lambda name: fake)
     return fake
+
+
+@pytest.fixture(autouse=True)
+def _restore_access_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command attaches a handler to the runner's (short-lived) stdout.
+    monkeypatch.setattr(access_logger, "handlers", [])
+    monkeypatch.setattr(access_logger, "propagate", True)
+    monkeypatch.setattr(access_logger, "level", logging.NOTSET)
 
 
 @pytest.fixture(autouse=True)

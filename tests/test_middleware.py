@@ -10,6 +10,7 @@ from flask import Flask, redirect, session, url_for
 from werkzeug.test import Client
 
 from flask_prodserve.config import Facts, ServeConfig, resolve
+from flask_prodserve.lifecycle import Lifecycle
 from flask_prodserve.middleware import AccessLog, build_wsgi_app, mount
 
 
@@ -46,7 +47,9 @@ def app_() -> Flask:
 
 @pytest.mark.parametrize("prefix", ["app", "/app/", "/app"])
 def test_prefix_spellings_mount_the_same(app_: Flask, prefix: str) -> None:
-    client = Client(build_wsgi_app(app_, config(url_prefix=prefix, access_log=False)))
+    client = Client(
+        build_wsgi_app(app_, config(url_prefix=prefix, access_log=False), Lifecycle(app_))
+    )
     response = client.get("/app/")
     assert response.status_code == 200
     assert response.text == "index /app/ /app/static/s.css"
@@ -97,7 +100,7 @@ def test_url_for_outside_a_request_uses_the_prefix(app_: Flask) -> None:
 
 
 def test_access_log_line(app_: Flask, caplog: pytest.LogCaptureFixture) -> None:
-    client = Client(build_wsgi_app(app_, config(url_prefix="/app")))
+    client = Client(build_wsgi_app(app_, config(url_prefix="/app"), Lifecycle(app_)))
     with caplog.at_level(logging.INFO, logger="flask_prodserve.access"):
         client.get(
             "/app/?q=1",
@@ -114,6 +117,8 @@ def test_access_log_line(app_: Flask, caplog: pytest.LogCaptureFixture) -> None:
 
 def test_access_log_off(app_: Flask) -> None:
     off = config(access_log=False)
-    assert not isinstance(build_wsgi_app(app_, off), AccessLog)
+    assert not isinstance(build_wsgi_app(app_, off, Lifecycle(app_)), AccessLog)
     dev = replace(off, mode="dev", access_log=True)
-    assert not isinstance(build_wsgi_app(app_, dev), AccessLog)  # the dev server logs itself
+    assert not isinstance(
+        build_wsgi_app(app_, dev, Lifecycle(app_)), AccessLog
+    )  # the dev server logs itself

@@ -7,9 +7,12 @@ imported only when it is about to serve.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import signal
 from typing import TYPE_CHECKING, Protocol
+
+from ..errors import NO_VALUE, ConfigError
 
 if TYPE_CHECKING:
     import socket
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
+    from ..lifecycle import Lifecycle
 
 MODULES = {
     "werkzeug": "flask_prodserve.backends.dev",
@@ -25,10 +29,23 @@ MODULES = {
 }
 
 
+#: Exit status when the grace period ran out with requests still in flight.
+GRACE_EXPIRED = 3
+
+
 class Backend(Protocol):
     """What a backend module provides."""
 
-    def run(self, wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig) -> int:
+    def check_options(self, config: ServeConfig) -> None:
+        """Raise ConfigError for ``server_options`` this server does not know."""
+
+    def run(
+        self,
+        wsgi_app: WSGIApplication,
+        sock: socket.socket,
+        config: ServeConfig,
+        lifecycle: Lifecycle,
+    ) -> int:
         """Serve on ``sock`` until stopped; return the process exit status."""
 
 
@@ -46,3 +63,19 @@ def stop_on_sigterm() -> None:
     """Make SIGTERM stop the server the way Ctrl+C does: waitress and Werkzeug
     only react to ``KeyboardInterrupt``, and otherwise die mid-request."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def check_server_options(config: ServeConfig, known: set[str], ours: dict[str, str]) -> None:
+    """Reject raw server options the server does not know, or that an option
+    of ours already controls (``ours`` maps them to the option to use)."""
+    where = config.origins["server_options"].label
+    for name in config.server_options:
+        if name in ours:
+            problem = f"{name!r} is set by flask-prodserve; use {ours[name]} instead"
+        elif name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see the server's documentation"
+            problem = f"{config.server} has no option {name!r}; {hint}"
+        else:
+            continue
+        raise ConfigError(where, NO_VALUE, problem)

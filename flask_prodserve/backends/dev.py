@@ -7,7 +7,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from werkzeug.debug import DebuggedApplication
-from werkzeug.serving import is_running_from_reloader, make_server
+from werkzeug.serving import BaseWSGIServer, is_running_from_reloader, make_server
 
 from . import stop_on_sigterm
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
+    from ..lifecycle import Lifecycle
 
 _FD_VAR = "WERKZEUG_SERVER_FD"  # how Werkzeug's reloader hands the socket to its child
 
@@ -26,7 +27,13 @@ def inherited_socket() -> socket.socket | None:
     return socket.socket(fileno=int(os.environ[_FD_VAR]))
 
 
-def run(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig) -> int:
+def check_options(config: ServeConfig) -> None:
+    """server_options are for the production server; the dev server ignores them."""
+
+
+def run(
+    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+) -> int:
     app = wsgi_app
     if config.debugger:
         debugged = DebuggedApplication(app, evalex=True)
@@ -36,13 +43,23 @@ def run(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig) -> 
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     stop_on_sigterm()
     if not config.reload:
-        server.serve_forever()  # returns on Ctrl+C; SIGTERM raises SystemExit(0)
+        _serve(server, lifecycle)
         return 0
     from werkzeug._reloader import run_with_reloader
 
     os.environ[_FD_VAR] = str(sock.fileno())
     try:
-        run_with_reloader(server.serve_forever)
+        # The parent only watches files; the child (WERKZEUG_RUN_MAIN) serves.
+        run_with_reloader(lambda: _serve(server, lifecycle))
     finally:
         server.server_close()
     return 0
+
+
+def _serve(server: BaseWSGIServer, lifecycle: Lifecycle) -> None:
+    lifecycle.run("on_start")
+    lifecycle.run("worker_init")
+    try:
+        server.serve_forever()  # returns on Ctrl+C, and on SIGTERM (see stop_on_sigterm)
+    finally:
+        lifecycle.run("on_stop")

@@ -13,8 +13,11 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.config import KNOWN_SETTINGS
 
 from ..errors import ServeError
+from . import GRACE_EXPIRED, check_server_options
 
 if TYPE_CHECKING:
     import socket
@@ -22,21 +25,42 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
+    from ..lifecycle import Lifecycle
+
+# gunicorn settings that our own options set, and hooks we rely on.
+_OURS = {
+    "bind": "--host/--port",
+    "workers": "--workers",
+    "threads": "--threads",
+    "timeout": "--timeout",
+    "graceful_timeout": "--graceful-timeout",
+    "backlog": "--backlog",
+    "max_requests": "--max-requests",
+    "max_requests_jitter": "--max-requests-jitter",
+    "accesslog": "--access-log-file",
+    "post_fork": "@prodserve.worker_init",
+    "post_worker_init": "@prodserve.worker_init",
+    "when_ready": "@prodserve.on_start",
+    "on_exit": "@prodserve.on_stop",
+}
 
 
-def settings(config: ServeConfig, fd: int) -> dict[str, Any]:
+def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, Any]:
     """The gunicorn settings for ``config``, serving the already-bound ``fd``."""
     return {
         "bind": [f"fd://{fd}"],
         "workers": config.workers,
-        # gthread keeps connections alive and lets a worker's requests that
-        # wait on I/O overlap; CPU-bound throughput comes from the workers.
+        # gthread keeps connections alive, lets a worker's requests that wait
+        # on I/O overlap, and (unlike sync) serves connections still queued in
+        # the backlog on a graceful stop. CPU-bound throughput comes from workers.
         "worker_class": "gthread",
         "threads": config.threads,
         "timeout": config.timeout,
-        "graceful_timeout": 30,
+        "graceful_timeout": config.graceful_timeout,
         "keepalive": 5,
         "backlog": config.backlog,
+        "max_requests": config.max_requests,
+        "max_requests_jitter": config.max_requests_jitter,
         # Our AccessLog middleware logs requests identically for every server.
         "accesslog": None,
         "errorlog": "-",
@@ -48,7 +72,15 @@ def settings(config: ServeConfig, fd: int) -> dict[str, Any]:
         "forwarded_allow_ips": "",
         "proc_name": "flask-prodserve",
         "post_fork": _reset_stop_signals,
+        "when_ready": lambda arbiter: lifecycle.run("on_start"),
+        "post_worker_init": lambda worker: lifecycle.run("worker_init"),
+        "on_exit": lambda arbiter: lifecycle.run("on_stop"),
+        **config.server_options,
     }
+
+
+def check_options(config: ServeConfig) -> None:
+    check_server_options(config, {s.name for s in KNOWN_SETTINGS if s.name}, _OURS)
 
 
 def _reset_stop_signals(arbiter: object, worker: object) -> None:
@@ -60,6 +92,20 @@ def _reset_stop_signals(arbiter: object, worker: object) -> None:
     """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
+
+
+class _Arbiter(Arbiter):
+    """Remembers whether stopping had to kill workers that outlived the grace period."""
+
+    cut = False
+
+    def kill_workers(self, sig: int) -> None:
+        if sig == signal.SIGKILL and self.WORKERS:
+            self.cut = True
+        super().kill_workers(sig)
+
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        super().halt(reason, GRACE_EXPIRED if self.cut and exit_status == 0 else exit_status)
 
 
 class EmbeddedApplication(BaseApplication):
@@ -77,13 +123,19 @@ class EmbeddedApplication(BaseApplication):
     def load(self) -> Any:  # the stubs spell the WSGI type differently
         return self.wsgi_app
 
+    def run(self) -> None:
+        _Arbiter(self).run()
 
-def run(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig) -> int:
+
+def run(
+    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+) -> int:
     master = os.getpid()
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
-        application = EmbeddedApplication(wsgi_app, settings(config, sock.detach()))
+        options = settings(config, sock.detach(), lifecycle)
+        application = EmbeddedApplication(wsgi_app, options)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:

@@ -1,23 +1,49 @@
-"""Serve with waitress through its public API (``create_server``)."""
+"""Serve with waitress through its public API (``create_server``).
+
+waitress has no graceful shutdown of its own: on SIGTERM its loop ends and
+in-flight requests die. :func:`run` therefore drives the loop itself, and on
+the first SIGTERM or Ctrl+C it takes the connections the kernel has already
+queued, stops listening (new connections are refused), lets every request in
+flight finish within ``graceful_timeout``, then stops. A second signal stops
+at once.
+"""
 
 from __future__ import annotations
 
+import signal
+import socket
+import time
 from typing import TYPE_CHECKING, Any
 
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
-from . import stop_on_sigterm
+from . import GRACE_EXPIRED, check_server_options
 
 if TYPE_CHECKING:
-    import socket
-
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
+    from ..lifecycle import Lifecycle
+
+# waitress options that our own options set (the socket is passed separately).
+_OURS = {
+    "threads": "--threads",
+    "channel_timeout": "--timeout",
+    "backlog": "--backlog",
+    "url_prefix": "--url-prefix",
+    "host": "--host",
+    "port": "--port",
+    "listen": "--host/--port",
+    "sockets": "--host/--port",
+    "unix_socket": "--host/--port",
+}
 
 
 def adjustments(config: ServeConfig) -> dict[str, Any]:
-    """The waitress options for ``config`` (the socket is passed separately)."""
+    """The waitress options for ``config``."""
     return {
         "threads": config.threads,
         "channel_timeout": config.timeout,
@@ -29,12 +55,84 @@ def adjustments(config: ServeConfig) -> dict[str, Any]:
         "expose_tracebacks": False,
         "clear_untrusted_proxy_headers": True,
         "ident": "waitress",
+        **config.server_options,
     }
 
 
-def run(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig) -> int:
-    server = create_server(wsgi_app, sockets=[sock], **adjustments(config))
-    stop_on_sigterm()
-    # run() returns after Ctrl+C or SIGTERM, once the worker threads are told to stop.
-    server.run()
-    return 0
+def check_options(config: ServeConfig) -> None:
+    # waitress declares its options in one table, Adjustments._params (the
+    # source of its own docs and command line); it has no public accessor.
+    known = {name for name, _ in getattr(Adjustments, "_params")}  # noqa: B009
+    check_server_options(config, known, _OURS)
+
+
+class _StopRequest:
+    """Signal handler: the first signal asks for a graceful stop, a second is Ctrl+C."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.server.pull_trigger()  # wake the loop now rather than at its next timeout
+
+
+def run(
+    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+) -> int:
+    server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
+    stop = _StopRequest(server)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    lifecycle.run("on_start")
+    lifecycle.run("worker_init")
+    try:
+        while not stop.requested:
+            wasyncore.loop(timeout=1.0, map=server._map, use_poll=True, count=1)
+        finished = _drain(server, config.graceful_timeout)
+    except KeyboardInterrupt:
+        finished = False
+    finally:
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(server._map)
+        lifecycle.run("on_stop")
+    return 0 if finished else GRACE_EXPIRED
+
+
+def _drain(server: Any, grace: float) -> bool:
+    """Serve what is queued and in flight, without accepting more; True when done in time."""
+    while True:  # accept what the kernel already queued: those clients were promised a reply
+        before = len(server._map)
+        server.handle_accept()
+        if len(server._map) == before:
+            break
+    server.accepting = False
+    server.del_channel()
+    server.socket.close()  # from here on, new connections are refused
+    deadline = time.monotonic() + grace
+    while True:
+        channels = [c for c in list(server._map.values()) if isinstance(c, HTTPChannel)]
+        busy = [c for c in channels if _busy(c)]
+        for channel in channels:
+            if channel not in busy:
+                channel.handle_close()  # idle keep-alive connection
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+
+
+def _busy(channel: Any) -> bool:
+    """A request is being received, run or sent on this connection."""
+    if channel.requests or channel.request is not None or channel.total_outbufs_len:
+        return True
+    try:  # bytes waiting unread: a request that has arrived but is not parsed yet
+        return bool(channel.socket.recv(1, socket.MSG_PEEK))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
