@@ -8,6 +8,7 @@ own defaults or the environment (``PORT``, ``WEB_CONCURRENCY``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.config import KNOWN_SETTINGS
+from gunicorn.workers.gthread import ThreadWorker
 
 from ..errors import ServeError
 from . import GRACE_EXPIRED, check_server_options
@@ -53,7 +55,7 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
         # gthread keeps connections alive, lets a worker's requests that wait
         # on I/O overlap, and (unlike sync) serves connections still queued in
         # the backlog on a graceful stop. CPU-bound throughput comes from workers.
-        "worker_class": "gthread",
+        "worker_class": _ThreadWorker,
         "threads": config.threads,
         "timeout": config.timeout,
         "graceful_timeout": config.graceful_timeout,
@@ -94,18 +96,60 @@ def _reset_stop_signals(arbiter: object, worker: object) -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
+# Workers report work they had to cut by writing to this pipe (made before fork).
+_cut_reader, _cut_writer = -1, -1
+
+
+class _ThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker, with a graceful stop that keeps its promises.
+
+    On SIGTERM the stock worker stops polling its listener but keeps it open
+    until it exits, so the kernel goes on queueing new connections that are
+    then reset. This one first takes the connections already queued (those
+    clients are owed an answer), then closes the listener so new ones are
+    refused, and reports when the grace period ran out with requests in flight.
+    """
+
+    def set_accept_enabled(self, enabled: bool | None) -> None:
+        super().set_accept_enabled(enabled)
+        if enabled or self.alive:
+            return
+        for listener in self.sockets:
+            while True:
+                before = self.nr_conns
+                self.accept(listener)  # non-blocking: returns on EAGAIN
+                if self.nr_conns == before:
+                    break
+            listener.close()
+
+    def run(self) -> None:
+        super().run()
+        if self.nr_conns > 0 and _cut_writer >= 0:
+            os.write(_cut_writer, b"x")
+
+
 class _Arbiter(Arbiter):
-    """Remembers whether stopping had to kill workers that outlived the grace period."""
+    """Exits with GRACE_EXPIRED when stopping had to cut requests."""
 
     cut = False
 
     def kill_workers(self, sig: int) -> None:
         if sig == signal.SIGKILL and self.WORKERS:
-            self.cut = True
+            self.cut = True  # workers that outlived the grace period
         super().kill_workers(sig)
 
+    def stop(self, graceful: bool = True) -> None:
+        super().stop(graceful)
+        with contextlib.suppress(BlockingIOError):  # nothing written: nothing was cut
+            self.cut = self.cut or bool(os.read(_cut_reader, 1))
+
     def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
-        super().halt(reason, GRACE_EXPIRED if self.cut and exit_status == 0 else exit_status)
+        try:
+            super().halt(reason, exit_status)  # stops, then always sys.exit()
+        except SystemExit as exc:
+            if exc.code == 0 and self.cut:
+                raise SystemExit(GRACE_EXPIRED) from None
+            raise
 
 
 class EmbeddedApplication(BaseApplication):
@@ -124,6 +168,9 @@ class EmbeddedApplication(BaseApplication):
         return self.wsgi_app
 
     def run(self) -> None:
+        global _cut_reader, _cut_writer
+        _cut_reader, _cut_writer = os.pipe()
+        os.set_blocking(_cut_reader, False)
         _Arbiter(self).run()
 
 

@@ -1,0 +1,223 @@
+"""Live, per production backend: access log, graceful shutdown, health,
+lifecycle hooks, worker recycling."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import PROD_BACKENDS
+from .test_live import serve_args
+
+
+def in_threads(count: int, func: Any) -> list[Any]:
+    results: list[Any] = [None] * count
+
+    def work(i: int) -> None:
+        try:
+            results[i] = func()
+        except Exception as exc:  # recorded and asserted by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_access_log_line(live_server: Any, backend: str) -> None:
+    server = live_server(serve_args(backend, "--url-prefix", "/app"))
+    status, _, body = server.request("GET", "/app/echo/a?b=1", headers={"User-Agent": "probe/1"})
+    assert status == 200
+    server.terminate()
+    line = next(x for x in server.log.splitlines() if "probe/1" in x)
+    assert line.startswith("127.0.0.1 - - [")
+    assert f'"GET /app/echo/a?b=1 HTTP/1.1" 200 {len(body)} "-" "probe/1" ' in line
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_json_access_log_to_a_file(live_server: Any, backend: str, tmp_path: Path) -> None:
+    log = tmp_path / "access.jsonl"
+    server = live_server(
+        serve_args(backend, "--access-log-format", "json", "--access-log-file", str(log))
+    )
+    server.request("GET", "/nowhere?x=1")
+    server.terminate()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    entry = next(e for e in entries if e["path"] != "/__readiness_probe__")
+    assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/nowhere?x=1", 404)
+    assert entry["remote_addr"] == "127.0.0.1"
+    assert "/nowhere" not in server.log  # the file, not stdout
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_sigterm_lets_requests_in_flight_finish(live_server: Any, backend: str) -> None:
+    # 2 threads and 5 slow requests: 3 of them wait in a queue when SIGTERM arrives.
+    server = live_server(
+        serve_args(backend, "--threads", "2", "--workers", "1")
+        if backend == "gunicorn"
+        else serve_args(backend, "--threads", "2")
+    )
+    started = time.monotonic()
+    results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: results.extend(
+            in_threads(5, lambda: server.request("GET", "/sleep?s=1.5", timeout=30)[0])
+        )
+    )
+    runner.start()
+    time.sleep(0.5)  # the requests are on the wire
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):  # the listener is closed: new connections are refused
+        socket.create_connection((server.host, server.port), timeout=2).close()
+    runner.join(60)
+    assert results == [200] * 5, server.log
+    assert server.proc.wait(30) == 0, server.log
+    assert time.monotonic() - started < 30  # well within the 30 s grace period
+    assert "Traceback" not in server.log
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_request_outliving_the_grace_period_is_cut(live_server: Any, backend: str) -> None:
+    server = live_server(serve_args(backend, "--graceful-timeout", "1"))
+    results = []
+    runner = threading.Thread(
+        target=lambda: results.extend(
+            in_threads(1, lambda: server.request("GET", "/sleep?s=10", timeout=30))
+        )
+    )
+    runner.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 3
+    assert time.monotonic() - began < 8
+    runner.join(30)
+    assert isinstance(results[0], Exception)  # the client saw the connection cut
+    assert "Stopped after the 1 s grace period: requests still running were cut" in server.log
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_health_path_answers_outside_the_app(
+    live_server: Any, backend: str, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    env = {"HOOKS_RECORD": str(tmp_path / "hooks.txt"), "HOOKS_READY_FILE": str(ready)}
+    args = [
+        "--app",
+        "tests.live_apps.hooks_app",
+        "serve",
+        "--prod",
+        "--server",
+        backend,
+        "--port",
+        "0",
+        "--url-prefix",
+        "/app",
+        "--health-path",
+        "healthz",
+    ]
+    server = live_server(args, env=env)
+    assert server.request("GET", "/app/")[0] == 500  # the app's own / is broken
+    status, _headers, body = server.request("GET", "/healthz")
+    assert (status, body) == (200, b"ok\n")
+    assert server.request("GET", "/healthz/ready")[0] == 503
+    ready.touch()
+    assert server.request("GET", "/healthz/ready")[0] == 200
+    server.terminate()
+    assert "healthz" not in server.log.split("Press CTRL+C to stop")[1]  # never logged
+    assert '"GET /app/ HTTP/1.1" 500' in server.log
+
+
+@pytest.mark.parametrize(("backend", "workers"), [("gunicorn", 3), ("waitress", 1)])
+def test_hooks_run_once_per_worker(
+    live_server: Any, backend: str, workers: int, tmp_path: Path
+) -> None:
+    record = tmp_path / "hooks.txt"
+    env = {"HOOKS_RECORD": str(record), "HOOKS_READY_FILE": str(tmp_path / "r")}
+    args = [
+        "--app",
+        "tests.live_apps.hooks_app",
+        "serve",
+        "--prod",
+        "--server",
+        backend,
+        "--port",
+        "0",
+    ]
+    if backend == "gunicorn":
+        args += ["--workers", str(workers)]
+    server = live_server(args, env=env)
+    deadline = time.monotonic() + 20
+    while record.read_text().count("worker_init") < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.terminate() == 0
+    lines = [line.split() for line in record.read_text().splitlines()]
+    by_stage: dict[str, list[int]] = {}
+    for stage, pid in lines:
+        by_stage.setdefault(stage, []).append(int(pid))
+    master = server.proc.pid
+    assert by_stage["on_start"] == [master]
+    assert by_stage["on_stop"] == [master]
+    inits = by_stage["worker_init"]
+    assert len(inits) == len(set(inits)) == workers
+    if backend == "gunicorn":
+        assert master not in inits  # after fork, in each worker
+    else:
+        assert inits == [master]
+
+
+def test_max_requests_recycles_gunicorn_workers(live_server: Any) -> None:
+    server = live_server(serve_args("gunicorn", "--workers", "1", "--max-requests", "5"))
+    pids = {server.get_json("/")["pid"] for _ in range(30)}
+    assert len(pids) >= 3, pids
+
+
+def test_max_requests_is_refused_for_waitress(live_server: Any) -> None:
+    server = live_server(serve_args("waitress", "--max-requests", "5"), wait=False)
+    assert server.proc.wait(30) == 1
+    assert "waitress runs one process and cannot recycle it" in server.log
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "message"),
+    [
+        ("gunicorn", '{"keepalive": 10}', None),
+        (
+            "gunicorn",
+            '{"keepalve": 10}',
+            "gunicorn has no option 'keepalve'; did you mean 'keepalive'?",
+        ),
+        (
+            "gunicorn",
+            '{"workers": 9}',
+            "'workers' is set by flask-prodserve; use --workers instead",
+        ),
+        ("waitress", '{"connection_limit": 50}', None),
+        (
+            "waitress",
+            '{"conection_limit": 50}',
+            "waitress has no option 'conection_limit'; did you mean 'connection_limit'?",
+        ),
+    ],
+)
+def test_server_options_are_checked_against_the_server(
+    live_server: Any, backend: str, options: str, message: str | None
+) -> None:
+    server = live_server(serve_args(backend, "--server-options", options), wait=message is None)
+    if message is None:
+        assert server.get_json("/")["SERVER_SOFTWARE"].startswith(backend)
+        return
+    assert server.proc.wait(30) == 1
+    assert server.log.strip().splitlines() == [f"Error: --server-options: {message}."]
