@@ -340,3 +340,14 @@ def test_rows_report_every_value_and_source() -> None:
     rows = run(cli={"port": 1}).rows()
     assert [r[0] for r in rows] == field_names()
     assert ("port", 1, "--port") in rows
+
+
+def test_server_options_from_env_json() -> None:
+    result = run(env={"FLASK_SERVE_SERVER_OPTIONS": '{"keepalive": 10}'})
+    assert result.server_options == {"keepalive": 10}
+
+
+def test_max_requests_needs_gunicorn() -> None:
+    with pytest.raises(ConfigError, match="cannot recycle it"):
+        run(cli={"server": "waitress", "max_requests": 10})
+    assert run(cli={"max_requests": 10}).max_requests == 10

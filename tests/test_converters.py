@@ -103,3 +103,38 @@ def test_as_choice_is_case_insensitive() -> None:
     assert c.as_choice("auto", "dev")("DEV") == "dev"
     with pytest.raises(ValueError, match="expected one of auto, dev"):
         c.as_choice("auto", "dev")("prod")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("JSON", "json", id="name"),
+        pytest.param("{remote_addr} {status}", "{remote_addr} {status}", id="template"),
+    ],
+)
+def test_as_log_format(value: str, expected: str) -> None:
+    assert c.as_log_format(value) == expected
+
+
+@pytest.mark.parametrize("value", ["apache", "{remote_ip}", "{status"])
+def test_as_log_format_rejects(value: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        c.as_log_format(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param('{"keepalive": 10}', {"keepalive": 10}, id="json"),
+        pytest.param({"a": 1}, {"a": 1}, id="native"),
+        pytest.param("", {}, id="empty"),
+    ],
+)
+def test_as_mapping(value: Any, expected: dict[str, Any]) -> None:
+    assert c.as_mapping(value) == expected
+
+
+@pytest.mark.parametrize("value", ["keepalive=10", "[1]", {1: 2}, 5])
+def test_as_mapping_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="expected a"):
+        c.as_mapping(value)

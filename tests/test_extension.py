@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_prodserve import ConfigError, ProdServe
+from flask_prodserve.extension import lifecycle_for
 from flask_prodserve.serving import config_for
 
 
@@ -83,3 +84,28 @@ def test_extension_defaults_reach_the_resolver(app: Flask) -> None:
     result = config_for(app, {}, env={})
     assert result.url_prefix == "/x"
     assert result.origins["url_prefix"].label == "ProdServe(url_prefix=...)"
+
+
+def test_hook_decorators_register_and_return_the_function() -> None:
+    prodserve = ProdServe()
+    app = Flask("hooks")
+    prodserve.init_app(app)
+    calls: list[str] = []
+
+    @prodserve.on_start
+    def start(app: Flask) -> None:
+        from flask import current_app
+
+        calls.append(f"start {current_app.name}")  # runs inside an app context
+
+    @prodserve.worker_init
+    def init(app: Flask) -> None:
+        calls.append("init")
+
+    assert start.__name__ == "start"
+    lifecycle = lifecycle_for(app)
+    lifecycle.run("on_start")
+    lifecycle.run("worker_init")
+    lifecycle.run("on_stop")
+    assert calls == ["start hooks", "init"]
+    assert lifecycle_for(Flask("plain")).hooks.on_start == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from flask import Flask, redirect, session, url_for
@@ -122,3 +124,57 @@ def test_access_log_off(app_: Flask) -> None:
     assert not isinstance(
         build_wsgi_app(app_, dev, Lifecycle(app_)), AccessLog
     )  # the dev server logs itself
+
+
+def test_health_path_is_answered_outside_the_app_and_prefix(app_: Flask) -> None:
+    checks: list[bool] = [True]
+    lifecycle = Lifecycle(app_)
+    lifecycle.hooks.ready.append(lambda app: checks[0])
+
+    @app_.route("/healthz")
+    def shadowed() -> str:
+        return "the app's own"
+
+    wsgi_app = build_wsgi_app(app_, config(url_prefix="/app", health_path="healthz"), lifecycle)
+    client = Client(wsgi_app)
+    response = client.get("/healthz")
+    assert (response.status_code, response.text) == (200, "ok\n")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert client.get("/healthz/ready").status_code == 200
+    checks[0] = False
+    assert client.get("/healthz/ready").status_code == 503
+    assert client.get("/app/healthz").text == "the app's own"
+
+
+def test_a_failing_readiness_check_is_not_ready(app_: Flask) -> None:
+    lifecycle = Lifecycle(app_)
+
+    def broken(app: Flask) -> bool:
+        raise ConnectionError("database down")
+
+    lifecycle.hooks.ready.append(broken)
+    assert lifecycle.is_ready() is False
+
+
+def test_health_checks_are_not_logged(app_: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    wsgi_app = build_wsgi_app(app_, config(health_path="/healthz"), Lifecycle(app_))
+    with caplog.at_level(logging.INFO, logger="flask_prodserve.access"):
+        Client(wsgi_app).get("/healthz", buffered=True)
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("fmt", "check"),
+    [
+        ("json", lambda line: json.loads(line)["path"] == "/app/?q=1"),
+        ("{method} {path} {status} {size}", lambda line: line == "GET /app/?q=1 200 29"),
+    ],
+)
+def test_access_log_formats(
+    app_: Flask, caplog: pytest.LogCaptureFixture, fmt: str, check: Any
+) -> None:
+    cfg = config(url_prefix="/app", access_log_format=fmt)
+    with caplog.at_level(logging.INFO, logger="flask_prodserve.access"):
+        Client(build_wsgi_app(app_, cfg, Lifecycle(app_))).get("/app/?q=1", buffered=True)
+    (record,) = caplog.records
+    assert check(record.getMessage()), record.getMessage()
