@@ -23,7 +23,8 @@ class ProdServe:
 
     ``flask serve`` works without this extension too; registering it adds
     these defaults, validates the app's ``PRODSERVE_*`` config when the app
-    is created, and will carry the lifecycle hooks.
+    is created, and carries the lifecycle hooks (:meth:`on_start`,
+    :meth:`worker_init`, :meth:`on_stop`, :meth:`ready`).
     """
 
     def __init__(self, app: Flask | None = None, **defaults: Any) -> None:

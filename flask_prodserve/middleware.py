@@ -38,7 +38,8 @@ def mount(app: Flask, prefix: str) -> WSGIApplication:
 
     ``APPLICATION_ROOT`` follows the prefix unless the app set its own, so
     the session cookie is scoped to the prefix and ``url_for`` outside a
-    request (CLI commands, emails) produces prefixed URLs.
+    request in the serving process (background work, emails) produces
+    prefixed URLs.
     """
     if not prefix:
         return app
