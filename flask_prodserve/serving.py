@@ -64,7 +64,11 @@ def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]
         sock = inherited_socket()  # the reloader's child: its parent announced
     if sock is None:
         sock = sockets.bind(
-            config.host, config.port, config.backlog, where=config.origins["port"].label
+            config.host,
+            config.port,
+            config.backlog,
+            where=config.origins["port"].label,
+            reuse_port=getattr(backend, "REUSE_PORT", False),
         )
         announce(sockets.display_urls(sock, config.url_prefix))
     try:

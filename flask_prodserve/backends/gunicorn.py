@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
+
+# Each worker listens on its own SO_REUSEPORT socket: with one shared socket,
+# whichever worker wakes first takes every new keep-alive connection (wrk's 32
+# connections were seen split 32/0), leaving the other workers idle.
+REUSE_PORT = sys.platform == "linux"
 
 # gunicorn settings that our own options set, and hooks we rely on.
 _OURS = {
@@ -110,6 +117,12 @@ class _ThreadWorker(ThreadWorker):
     refused, and reports when the grace period ran out with requests in flight.
     """
 
+    def init_process(self) -> None:
+        if REUSE_PORT:
+            own = [_own_listener(shared, self.cfg.backlog) for shared in self.sockets]
+            self.sockets = own + self.sockets  # still serve the shared socket's share
+        super().init_process()
+
     def set_accept_enabled(self, enabled: bool | None) -> None:
         super().set_accept_enabled(enabled)
         if enabled or self.alive:
@@ -126,6 +139,16 @@ class _ThreadWorker(ThreadWorker):
         super().run()
         if self.nr_conns > 0 and _cut_writer >= 0:
             os.write(_cut_writer, b"x")
+
+
+def _own_listener(shared: Any, backlog: int) -> socket.socket:
+    """A socket of this worker's own on the shared socket's address."""
+    own = socket.socket(shared.family, socket.SOCK_STREAM)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    own.bind(shared.getsockname())
+    own.listen(backlog)
+    return own
 
 
 class _Arbiter(Arbiter):

@@ -1,0 +1,1 @@
+"""Benchmarks for flask-prodserve (not part of the distributed package)."""
