@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 # whichever worker wakes first takes every new keep-alive connection (wrk's 32
 # connections were seen split 32/0), leaving the other workers idle.
 REUSE_PORT = sys.platform == "linux"
+# ... except when workers are recycled (max_requests): closing a SO_REUSEPORT
+# socket resets the connections still queued on it, and a recycled worker's
+# socket can get one between its last accept() and its close().
+_own_sockets = False
 
 # gunicorn settings that our own options set, and hooks we rely on.
 _OURS = {
@@ -118,7 +122,7 @@ class _ThreadWorker(ThreadWorker):
     """
 
     def init_process(self) -> None:
-        if REUSE_PORT:
+        if _own_sockets:
             own = [_own_listener(shared, self.cfg.backlog) for shared in self.sockets]
             self.sockets = own + self.sockets  # still serve the shared socket's share
         super().init_process()
@@ -200,6 +204,8 @@ class EmbeddedApplication(BaseApplication):
 def run(
     wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
 ) -> int:
+    global _own_sockets
+    _own_sockets = REUSE_PORT and not config.max_requests
     master = os.getpid()
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
