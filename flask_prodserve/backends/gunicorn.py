@@ -96,15 +96,20 @@ def check_options(config: ServeConfig) -> None:
     check_server_options(config, {s.name for s in KNOWN_SETTINGS if s.name}, _OURS)
 
 
-def _reset_stop_signals(arbiter: object, worker: object) -> None:
-    """Let a stop signal that reaches a worker before it is booted end it.
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
-    A forked worker inherits the master's handlers, which only queue the
-    signal for the master's loop; a SIGTERM arriving in that window is lost
-    and the master then waits the whole grace period for the worker.
+
+def _reset_stop_signals(arbiter: object, worker: object) -> None:
+    """In a new worker: let a stop signal that arrived before it was booted end it.
+
+    The master blocks stop signals around fork (see ``_Arbiter.spawn_worker``):
+    a forked worker would otherwise inherit the master's handlers, which only
+    queue the signal for the master's loop, and a SIGTERM arriving then would
+    be lost, leaving the master to wait out the grace period for that worker.
     """
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a pending one ends it now
 
 
 # Workers report work they had to cut by writing to this pipe (made before fork).
@@ -159,6 +164,13 @@ class _Arbiter(Arbiter):
     """Exits with GRACE_EXPIRED when stopping had to cut requests."""
 
     cut = False
+
+    def spawn_worker(self) -> Any:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return super().spawn_worker()
+        finally:  # in the master; the worker unblocks in _reset_stop_signals
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def kill_workers(self, sig: int) -> None:
         if sig == signal.SIGKILL and self.WORKERS:
