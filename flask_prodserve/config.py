@@ -244,7 +244,7 @@ OPTIONS: tuple[Option, ...] = (
         "health_path",
         "Answer this path (e.g. /healthz) with 200 outside the app, for load "
         "balancers; PATH/ready also runs the @prodserve.ready checks. Off by default.",
-        c.as_optional_path,
+        c.as_url_prefix,  # the same normalisation: "healthz" -> "/healthz", "" = off
         _const(""),
         metavar="PATH",
     ),

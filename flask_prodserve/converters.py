@@ -97,11 +97,6 @@ def as_url_prefix(value: Any) -> str:
     return "/" + "/".join(segments) if segments else ""
 
 
-def as_optional_path(value: Any) -> str:
-    """A URL path such as ``/healthz``; empty means off."""
-    return as_url_prefix(value)
-
-
 LOG_FORMATS = ("combined", "json")
 
 

@@ -68,7 +68,7 @@ def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]
             config.port,
             config.backlog,
             where=config.origins["port"].label,
-            reuse_port=getattr(backend, "REUSE_PORT", False),
+            reuse_port=backend.REUSE_PORT,
         )
         announce(sockets.display_urls(sock, config.url_prefix))
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import signal
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import NO_VALUE, ConfigError
@@ -36,6 +35,9 @@ GRACE_EXPIRED = 3
 class Backend(Protocol):
     """What a backend module provides."""
 
+    #: Whether workers open their own SO_REUSEPORT sockets on the bound port.
+    REUSE_PORT: bool
+
     def check_options(self, config: ServeConfig) -> None:
         """Raise ConfigError for ``server_options`` this server does not know."""
 
@@ -53,16 +55,6 @@ def load(name: str) -> Backend:
     """The backend module for a resolved server name."""
     module: Backend = importlib.import_module(MODULES[name])
     return module
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop the server the way Ctrl+C does: waitress and Werkzeug
-    only react to ``KeyboardInterrupt``, and otherwise die mid-request."""
-    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def check_server_options(config: ServeConfig, known: set[str], ours: dict[str, str]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from typing import TYPE_CHECKING
 
 from werkzeug.debug import DebuggedApplication
 from werkzeug.serving import BaseWSGIServer, is_running_from_reloader, make_server
-
-from . import stop_on_sigterm
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
 
+REUSE_PORT = False  # one process: nothing to spread connections over
 _FD_VAR = "WERKZEUG_SERVER_FD"  # how Werkzeug's reloader hands the socket to its child
 
 
@@ -25,6 +25,10 @@ def inherited_socket() -> socket.socket | None:
     if not is_running_from_reloader() or _FD_VAR not in os.environ:
         return None
     return socket.socket(fileno=int(os.environ[_FD_VAR]))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def check_options(config: ServeConfig) -> None:
@@ -41,7 +45,8 @@ def run(
         app = debugged
     host, port = sock.getsockname()[:2]
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
-    stop_on_sigterm()
+    # Werkzeug's server only stops on KeyboardInterrupt; SIGTERM would kill it outright.
+    signal.signal(signal.SIGTERM, _interrupt)
     if not config.reload:
         _serve(server, lifecycle)
         return 0
@@ -60,6 +65,6 @@ def _serve(server: BaseWSGIServer, lifecycle: Lifecycle) -> None:
     lifecycle.run("on_start")
     lifecycle.run("worker_init")
     try:
-        server.serve_forever()  # returns on Ctrl+C, and on SIGTERM (see stop_on_sigterm)
+        server.serve_forever()  # returns on Ctrl+C, and on SIGTERM (see _interrupt)
     finally:
         lifecycle.run("on_stop")

@@ -59,6 +59,9 @@ def adjustments(config: ServeConfig) -> dict[str, Any]:
     }
 
 
+REUSE_PORT = False  # one process: nothing to spread connections over
+
+
 def check_options(config: ServeConfig) -> None:
     # waitress declares its options in one table, Adjustments._params (the
     # source of its own docs and command line); it has no public accessor.
@@ -132,7 +135,5 @@ def _busy(channel: Any) -> bool:
         return True
     try:  # bytes waiting unread: a request that has arrived but is not parsed yet
         return bool(channel.socket.recv(1, socket.MSG_PEEK))
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
+    except OSError:  # nothing to read (BlockingIOError) or a broken connection
         return False
