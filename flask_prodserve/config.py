@@ -454,10 +454,11 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
             "workers",
             "waitress runs one process; raise threads instead, or use gunicorn",
         )
-    if values["server"] != "gunicorn" and values["max_requests"]:
+    # Production-only settings do not stop dev mode (`flask --debug serve`).
+    if values["server"] == "waitress" and values["max_requests"]:
         fail(
             "max_requests",
-            f"{values['server']} runs one process and cannot recycle it; "
+            "waitress runs one process and cannot recycle it; "
             "use gunicorn, or set max_requests to 0",
         )
     if values["mode"] == "prod":

@@ -351,3 +351,9 @@ def test_max_requests_needs_gunicorn() -> None:
     with pytest.raises(ConfigError, match="cannot recycle it"):
         run(cli={"server": "waitress", "max_requests": 10})
     assert run(cli={"max_requests": 10}).max_requests == 10
+
+
+def test_production_only_settings_do_not_stop_dev_mode() -> None:
+    debug = Facts(debug=True, platform="linux", cpus=2, gunicorn_importable=True)
+    result = run(config={"PRODSERVE_MAX_REQUESTS": 100, "PRODSERVE_WORKERS": 4}, facts=debug)
+    assert (result.mode, result.server) == ("dev", "werkzeug")
