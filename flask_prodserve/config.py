@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from . import converters as c
 from .errors import NO_VALUE, ConfigError
+from .proxy import ProxyTrust, as_proxy
 
 ENV_PREFIX = "FLASK_SERVE_"
 CONFIG_PREFIX = "PRODSERVE_"
@@ -45,6 +46,7 @@ class Facts:
     platform: str
     cpus: int
     gunicorn_importable: bool
+    max_content_length: int | None = None  # the app's MAX_CONTENT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,14 @@ def _default_threads(
     return 8, "default"
 
 
+def _default_body_size(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    if f.max_content_length:
+        return f.max_content_length, "the app's MAX_CONTENT_LENGTH"
+    return 1024**3, "default (1 GiB, as waitress; set MAX_CONTENT_LENGTH to lower it)"
+
+
 def _follows_debug(
     resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
 ) -> tuple[Any, str]:
@@ -196,12 +206,65 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
     ),
     Option(
+        "proxy",
+        "Trusted proxy hops in front of this server, optionally with their "
+        "addresses: 1 (any peer), 1,127.0.0.1. Their X-Forwarded-* headers set the "
+        "client address, scheme, host and prefix. Default 0: trust none.",
+        as_proxy,
+        _const(ProxyTrust()),
+        metavar="N[,ADDR...]",
+    ),
+    Option(
         "timeout",
-        "Seconds a request may go without progress before the server gives up: "
-        "gunicorn restarts a silent worker, waitress closes an idle connection.",
+        "Seconds a request may go without progress (a client that stops sending "
+        "its body, a silent gunicorn worker) before it is abandoned.",
         c.as_int(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
+    ),
+    Option(
+        "keepalive",
+        "Seconds an idle keep-alive connection is kept open (production).",
+        c.as_int(1, 3600, 5),
+        _const(5),
+        metavar="SECONDS",
+    ),
+    Option(
+        "header_timeout",
+        "Seconds a client has to send a request's line and headers; slower "
+        "clients are disconnected (production).",
+        c.as_int(1, 3600, 10),
+        _const(10),
+        metavar="SECONDS",
+    ),
+    Option(
+        "max_body_size",
+        "Largest request body accepted; larger ones get 413, with or without "
+        "Content-Length. Default: the app's MAX_CONTENT_LENGTH, else 1 GiB.",
+        c.as_size(1, 1024**4, "10M"),
+        _default_body_size,
+        metavar="BYTES",
+    ),
+    Option(
+        "max_header_size",
+        "Largest request line plus headers, in bytes (production); larger get 431.",
+        c.as_size(1024, 16 * 1024**2, "64K"),
+        _const(64 * 1024),
+        metavar="BYTES",
+    ),
+    Option(
+        "max_header_count",
+        "Most header fields in one request (production).",
+        c.as_int(1, 32768, 100),
+        _const(100),
+        metavar="N",
+    ),
+    Option(
+        "max_request_line",
+        "Longest request line (method, URL, protocol) in bytes (production).",
+        c.as_int(256, 8190, 8190),
+        _const(8190),
+        metavar="BYTES",
     ),
     Option(
         "backlog",
@@ -302,7 +365,14 @@ class ServeConfig:
     workers: int
     threads: int
     url_prefix: str
+    proxy: ProxyTrust
     timeout: int
+    keepalive: int
+    header_timeout: int
+    max_body_size: int
+    max_header_size: int
+    max_header_count: int
+    max_request_line: int
     backlog: int
     graceful_timeout: int
     access_log: bool

@@ -1,7 +1,10 @@
 """Build the WSGI application that the server runs.
 
-The chain, outermost first: :class:`HealthCheck` (cheap, never logged) ->
+The chain, outermost first:
+:class:`~flask_prodserve.proxy.ForwardedHeaders` (so everything after it sees
+the real client) -> :class:`HealthCheck` (cheap, never logged) ->
 :class:`AccessLog` (so that requests outside the prefix are logged too) ->
+:class:`~flask_prodserve.limits.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
 mounting the Flask app at ``url_prefix`` (a 404 outside it) -> the Flask app.
 
@@ -22,6 +25,9 @@ from urllib.parse import quote
 
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from .limits import BodyLimit
+from .proxy import ForwardedHeaders
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,14 +57,14 @@ def mount(app: Flask, prefix: str) -> WSGIApplication:
 
 def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
     """The full chain for ``config``."""
-    wsgi_app = mount(app, config.url_prefix)
+    wsgi_app: WSGIApplication = BodyLimit(mount(app, config.url_prefix), config.max_body_size)
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
         wsgi_app = AccessLog(wsgi_app, config.access_log_format)
     if config.health_path:
         # Outside the access log: probes every few seconds would drown it.
         wsgi_app = HealthCheck(wsgi_app, config.health_path, lifecycle.is_ready)
-    return wsgi_app
+    return ForwardedHeaders(wsgi_app, config.proxy)
 
 
 class HealthCheck:

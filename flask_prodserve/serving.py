@@ -30,6 +30,7 @@ def facts_about(app: Flask) -> Facts:
         platform=sys.platform,
         cpus=available_cpus(),
         gunicorn_importable=importlib.util.find_spec("gunicorn") is not None,
+        max_content_length=app.config.get("MAX_CONTENT_LENGTH"),
     )
 
 
