@@ -167,6 +167,24 @@ def test_bad_command_line_exits_2(args: list[str], env: dict[str, str], message:
             id="debug-with-prod",
         ),
         pytest.param(
+            {"PRODSERVE_MODE": "prod"},
+            [],
+            {"FLASK_DEBUG": "1"},
+            "Error: app.config['PRODSERVE_MODE']: the app's debug flag is on, and production "
+            "must never run the debugger; turn debug off (drop --debug / FLASK_DEBUG / "
+            "DEBUG=True) or serve with --dev (got 'prod').",
+            id="config-mode-prod-with-debug",
+        ),
+        pytest.param(
+            {},
+            [],
+            {"FLASK_DEBUG": "1", "FLASK_SERVE_MODE": "prod"},
+            "Error: FLASK_SERVE_MODE: the app's debug flag is on, and production "
+            "must never run the debugger; turn debug off (drop --debug / FLASK_DEBUG / "
+            "DEBUG=True) or serve with --dev (got 'prod').",
+            id="env-mode-prod-with-debug",
+        ),
+        pytest.param(
             {},
             ["--server", "waitress", "--workers", "3"],
             {},
@@ -176,7 +194,11 @@ def test_bad_command_line_exits_2(args: list[str], env: dict[str, str], message:
     ],
 )
 def test_bad_settings_exit_1_with_one_line(
-    app_config: dict[str, Any], args: list[str], env: dict[str, str], line: str
+    app_config: dict[str, Any],
+    args: list[str],
+    env: dict[str, str],
+    line: str,
+    fake_backend: FakeBackend,  # never serve for real, even when a case regresses
 ) -> None:
     result = invoke(make_app(**app_config), "serve", *args, env=env)
     assert result.exit_code == 1
@@ -260,3 +282,17 @@ def test_python_entry_point_bad_option(capsys: pytest.CaptureFixture[str]) -> No
     assert capsys.readouterr().err == (
         "Error: serve(port=...): expected a whole number from 0 to 65535, like 8000 (got 'x').\n"
     )
+
+
+def test_python_entry_point_refuses_debug_config_in_production(
+    fake_backend: FakeBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # From Python, DEBUG=True in the config is the debug flag (the flask
+    # command would replace it with FLASK_DEBUG).
+    with pytest.raises(SystemExit) as info:
+        flask_prodserve.serve(make_app(DEBUG=True), mode="prod")
+    assert info.value.code == 1
+    assert capsys.readouterr().err.startswith(
+        "Error: serve(mode=...): the app's debug flag is on, and production must never run"
+    )
+    assert fake_backend.calls == []

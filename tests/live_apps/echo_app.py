@@ -11,6 +11,10 @@ from flask.typing import ResponseReturnValue
 
 app = Flask(__name__)
 app.secret_key = "echo-app-test-key-not-secret"
+# Toggles for live tests: an error that propagates to the server, a Host allow-list.
+app.config["PROPAGATE_EXCEPTIONS"] = bool(os.environ.get("ECHO_APP_PROPAGATE"))
+if os.environ.get("ECHO_APP_TRUSTED_HOSTS"):
+    app.config["TRUSTED_HOSTS"] = os.environ["ECHO_APP_TRUSTED_HOSTS"].split(",")
 
 if os.environ.get("ECHO_APP_PRODSERVE"):
     from flask_prodserve import ProdServe
@@ -30,7 +34,7 @@ def echo(rest: str = "") -> ResponseReturnValue:
 
 @app.route("/redirect")
 def go_home() -> ResponseReturnValue:
-    return redirect(url_for("echo"))
+    return redirect(url_for("echo", _external=bool(request.args.get("external"))))
 
 
 @app.route("/login")
