@@ -4,13 +4,14 @@ what the server actually passed (``SERVER_SOFTWARE``, ``SCRIPT_NAME``, ...)."""
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
 from flask import Flask, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 app = Flask(__name__)
-app.secret_key = "echo-app-test-key-not-secret"
+app.secret_key = secrets.token_hex(32)  # a placeholder would fail the start-up checks
 
 if os.environ.get("ECHO_APP_PRODSERVE"):
     from flask_prodserve import ProdServe
