@@ -18,6 +18,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "optiontable",
+    "checktable",
 ]
 exclude_patterns = ["_build"]
 # Keep "--port" as two hyphens in prose; curly quotes and ellipses stay.

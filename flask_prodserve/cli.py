@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from flask.cli import NoAppException, ScriptInfo, pass_script_info
 
-from . import serving
+from . import checks, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -110,10 +110,26 @@ app.config > ProdServe(...) > default.
     allow_from_autoenv=False,
     help="Print every resolved setting and where it came from, then exit.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="Report production-readiness problems with the resolved settings, then exit "
+    "(status 1 on a problem at --fail-level).",
+)
+@click.option(
+    "--fail-level",
+    type=click.Choice([str(s) for s in reversed(checks.Severity)], case_sensitive=False),
+    allow_from_autoenv=False,
+    help="With --check: the least severe problem that makes it exit 1. Default: error.",
+)
 @pass_script_info
 def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **values: Any) -> None:
     """Serve the app: dev server when debug is on, a production server otherwise."""
     print_config = values.pop("print_config")
+    check, fail_level = values.pop("check"), values.pop("fail_level")
+    if fail_level and not check:
+        raise _OneLineUsageError("--fail-level applies only with --check.")
     labels = {}
     if dev or prod:
         if (dev and prod) or values["mode"] is not None:
@@ -128,6 +144,8 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         # Values from flags were already checked by click (exit 2); what is
         # left is a bad env/config value or a combination the server refuses.
         raise click.ClickException(str(exc)) from None
+    if check:
+        sys.exit(_report(app, config, checks.Severity[(fail_level or "error").upper()]))
     if print_config:
         _print_config(app, config)
         return
@@ -155,7 +173,11 @@ def serve(app: Flask, **options: Any) -> None:
 def _serve(app: Flask, config: ServeConfig) -> int:
     try:
         _configure_access_log(config.access_log_file)
-        status = serving.serve(app, config, lambda urls: _banner(app, config, urls))
+        status = serving.serve(app, config, lambda urls, w: _banner(app, config, urls, w))
+    except checks.ChecksFailed as exc:
+        for problem in exc.problems:
+            click.echo(f"Error: {problem.id}: {problem.describe()}", err=True)
+        return 1
     except ProdServeError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 1
@@ -202,7 +224,9 @@ def _server_title(config: ServeConfig) -> str:
         return config.server
 
 
-def _banner(app: Flask, config: ServeConfig, urls: list[str]) -> None:
+def _banner(
+    app: Flask, config: ServeConfig, urls: list[str], warnings: list[checks.Problem]
+) -> None:
     mode = "production" if config.mode == "prod" else "development"
     lines = [
         f" * Serving Flask app {app.name!r} in {mode} mode ({config.origins['mode'].explain()})",
@@ -229,8 +253,28 @@ def _banner(app: Flask, config: ServeConfig, urls: list[str]) -> None:
             " * WARNING: the debugger is on and this address can be reached from other "
             "machines; anyone who reaches it can run code on this computer."
         )
+    lines += [f" * Warning {w.id}: {w.describe()}" for w in warnings]
     lines.append(" * Press CTRL+C to stop")
     click.echo("\n".join(lines))
+
+
+def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:
+    """Print the ``--check`` report; the exit status is 1 if a problem reaches ``fail_level``."""
+    try:
+        problems = checks.run_checks(app, config)
+    except ProdServeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    for problem in problems:
+        click.echo(str(problem))
+    server = "Werkzeug's dev server" if config.server == "werkzeug" else config.server
+    ignored = f"; ignored: {config.ignore_checks}" if config.ignore_checks else ""
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    click.echo(
+        f"Checked app {app.name!r} served by {server} on {host}:{config.port}"
+        f"{config.url_prefix}: {checks.summary(problems)}{ignored}."
+    )
+    return 1 if any(p.severity >= fail_level for p in problems) else 0
 
 
 def _print_config(app: Flask, config: ServeConfig) -> None:

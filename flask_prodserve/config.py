@@ -336,6 +336,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="JSON",
     ),
     Option(
+        "ignore_checks",
+        "Production-readiness checks to skip, by ID (e.g. PS303,PS401): "
+        "'flask serve --check' lists the problems found, each with its ID.",
+        c.as_check_ids,
+        _const(""),
+        metavar="IDS",
+    ),
+    Option(
         "reload",
         "Restart when code changes (dev mode only). Default: follows the debug flag.",
         c.as_bool,
@@ -382,6 +390,7 @@ class ServeConfig:
     max_requests: int
     max_requests_jitter: int
     server_options: Mapping[str, Any]
+    ignore_checks: str
     reload: bool
     debugger: bool
     origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)

@@ -164,3 +164,21 @@ def as_size(low: int, high: int, example: str) -> Converter:
         return number
 
     return convert
+
+
+_CHECK_ID = re.compile(r"^PS\d{3}$")
+
+
+def as_check_ids(value: Any) -> str:
+    """Check IDs such as ``PS301,PS303`` (a string, or a list of IDs), normalised
+    to upper case and commas."""
+    hint = "expected check IDs such as PS301,PS303"
+    if isinstance(value, str):
+        ids = [i.strip().upper() for i in value.replace(" ", ",").split(",") if i.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(i, str) for i in value):
+        ids = [i.strip().upper() for i in value]
+    else:
+        raise ValueError(hint)
+    if not all(_CHECK_ID.match(i) for i in ids):
+        raise ValueError(hint)
+    return ",".join(dict.fromkeys(ids))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import backends, sockets
+from .checks import Problem, startup_warnings
 from .config import Facts, ServeConfig, resolve
 from .cpus import available_cpus
 from .extension import extension_defaults, lifecycle_for
@@ -52,10 +53,15 @@ def config_for(
     )
 
 
-def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]) -> int:
-    """Bind, call ``announce(urls)``, and serve until stopped; return the exit status."""
+def serve(
+    app: Flask, config: ServeConfig, announce: Callable[[list[str], list[Problem]], None]
+) -> int:
+    """Bind, call ``announce(urls, warnings)``, and serve until stopped; return the
+    exit status. In production the checks run first, and a failed check at error
+    level (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding."""
     backend = backends.load(config.server)
     backend.check_options(config)
+    warnings = startup_warnings(app, config) if config.mode == "prod" else []
     lifecycle = lifecycle_for(app)
     wsgi_app = build_wsgi_app(app, config, lifecycle)
     sock = None
@@ -71,7 +77,7 @@ def serve(app: Flask, config: ServeConfig, announce: Callable[[list[str]], None]
             where=config.origins["port"].label,
             reuse_port=backend.REUSE_PORT,
         )
-        announce(sockets.display_urls(sock, config.url_prefix))
+        announce(sockets.display_urls(sock, config.url_prefix), warnings)
     try:
         return backend.run(wsgi_app, sock, config, lifecycle)
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_prodserve.checks import CHECKS, Check
 from flask_prodserve.config import OPTIONS, Option
 
 pytest.importorskip("sphinx", reason="Sphinx is not installed (pip install -e '.[test]')")
@@ -33,6 +34,7 @@ def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_docs_build_without_warnings(html_dir: Path) -> None:
     pages = {p.stem for p in html_dir.glob("*.html")}
     expected = {"index", "quickstart", "configuration", "servers", "deploying", "api", "changes"}
+    expected.add("checks")
     assert expected <= pages
 
 
@@ -59,3 +61,20 @@ def test_configuration_page_documents_option(html_dir: Path, option: Option) -> 
     assert option.flag in entry
     assert option.env in entry
     assert option.config_key in entry
+
+
+def _words(text: str) -> str:
+    """Text without markup, quotes (Sphinx curls them) or line breaks."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2026", "...")
+    return " ".join(re.sub("[\"'\u2018\u2019\u201c\u201d]", "", text).split()).lower()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.id for c in CHECKS])
+def test_checks_page_documents_check(html_dir: Path, check: Check) -> None:
+    page = (html_dir / "checks.html").read_text(encoding="utf-8")
+    assert f'id="{check.id.lower()}"' in page, f"no anchor for {check.id}"
+    row = page.split(f'id="{check.id.lower()}"', 1)[1].split(">", 1)[1].split("</tr>", 1)[0]
+    row = _words(row)
+    assert row.startswith(f"{check.id.lower()} {check.severity}")
+    assert _words(check.title) in row
+    assert _words(check.fix) in row

@@ -4,15 +4,17 @@ what the server actually passed (``SERVER_SOFTWARE``, ``SCRIPT_NAME``, ...)."""
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
 from flask import Flask, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 app = Flask(__name__)
-app.secret_key = "echo-app-test-key-not-secret"
+app.secret_key = secrets.token_hex(32)  # a placeholder would fail the start-up checks
 # Toggles for live tests: an error that propagates to the server, a Host allow-list.
 app.config["PROPAGATE_EXCEPTIONS"] = bool(os.environ.get("ECHO_APP_PROPAGATE"))
+app.config["ECHO_APP_MARKER"] = "config-value-marker"  # must never reach a client
 if os.environ.get("ECHO_APP_TRUSTED_HOSTS"):
     app.config["TRUSTED_HOSTS"] = os.environ["ECHO_APP_TRUSTED_HOSTS"].split(",")
 

@@ -1,0 +1,457 @@
+"""Production-readiness checks: ``flask serve --check`` and production start-up.
+
+Every check is declared once, with :func:`check` above the function that
+finds the problem, and listed in :data:`CHECKS`; the report, the start-up
+banner and the docs all come from that registry. A check's ID is ``PS`` and
+three digits, the first naming the area: 1 debugging, 2 secret key and
+session cookie, 3 network (hosts, binding, proxy), 4 request limits, 5 the
+URL prefix self-test. An ID always means the same check and is never reused.
+
+Pure: nothing here prints or exits. The checks read the app and the
+resolved :class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
+(:mod:`flask_prodserve.prefixtest`) runs no view, ``before_request`` function or
+session backend.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+
+from .config import Layer
+from .errors import ConfigError, ProdServeError
+from .prefixtest import PrefixFailure, prefix_self_test
+
+if TYPE_CHECKING:
+    from .config import ServeConfig
+
+
+class Severity(enum.IntEnum):
+    """How bad a problem is; production start-up refuses an error."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+
+class Target:
+    """What the checks look at: the app and its resolved serving config."""
+
+    def __init__(self, app: Flask, config: ServeConfig) -> None:
+        self.app = app
+        self.config = config
+
+    @cached_property
+    def public(self) -> bool:
+        """Whether the server listens on an address other machines can reach."""
+        return not is_loopback(self.config.host)
+
+    @cached_property
+    def prefix_failures(self) -> dict[str, PrefixFailure]:
+        """The prefix self-test's failures by aspect, run once for its four checks."""
+        prefix = self.config.url_prefix
+        return {f.aspect: f for f in prefix_self_test(self.app, prefix)} if prefix else {}
+
+    def where(self, name: str) -> str:
+        """Where an option's value came from: ``--host``, ``default``, ..."""
+        origin = self.config.origins.get(name)
+        return origin.label if origin else "default"
+
+
+Finder = Callable[[Target], Iterator[str]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: ``find`` yields a message, naming the value, per problem."""
+
+    id: str
+    severity: Severity
+    title: str
+    fix: str
+    find: Finder
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A failed check, with the message for this app."""
+
+    check: Check
+    message: str
+
+    @property
+    def id(self) -> str:
+        return self.check.id
+
+    @property
+    def severity(self) -> Severity:
+        return self.check.severity
+
+    def describe(self) -> str:
+        """``message. Fix: fix.``, one line."""
+        return f"{self.message}. Fix: {self.check.fix}."
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.severity}: {self.describe()}"
+
+
+class ChecksFailed(ProdServeError):
+    """Production start-up refused: at least one check at error level failed."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(" ".join(f"{p.id}: {p.describe()}" for p in problems))
+
+
+_REGISTRY: list[Check] = []
+
+
+def check(
+    check_id: str, severity: Severity, fix: str, title: str = ""
+) -> Callable[[Finder], Finder]:
+    """Register ``find`` as check ``check_id``; ``title`` defaults to its docstring."""
+
+    def register(find: Finder) -> Finder:
+        assert all(c.id != check_id for c in _REGISTRY), f"check ID {check_id} is used twice"
+        text = " ".join((title or find.__doc__ or "").split())
+        _REGISTRY.append(Check(check_id, severity, text, fix, find))
+        return find
+
+    return register
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost
+
+
+# -- 1xx debugging -------------------------------------------------------------
+
+
+@check("PS101", ERROR, "turn debug off: drop --debug, FLASK_DEBUG and DEBUG=True")
+def _debug_on(t: Target) -> Iterator[str]:
+    """The app's debug flag is on."""
+    if t.app.debug:
+        yield "The app's debug flag is on (app.debug is True)"
+
+
+@check("PS102", ERROR, "remove the DebuggedApplication wrapper from app.wsgi_app")
+def _debugger_wrapped(t: Target) -> Iterator[str]:
+    """Werkzeug's DebuggedApplication wraps the app: anyone who reaches it can run code."""
+    # Not imported here: werkzeug.debug is heavy, and if nothing imported it,
+    # no DebuggedApplication exists.
+    debug = sys.modules.get("werkzeug.debug")
+    if debug is None:
+        return
+    for where, obj in wsgi_chain(t.app):
+        if isinstance(obj, debug.DebuggedApplication):
+            yield f"{where} is Werkzeug's DebuggedApplication"
+
+
+@check("PS103", ERROR, "serve with --prod, and with debug off")
+def _dev_server(t: Target) -> Iterator[str]:
+    """Werkzeug's development server would serve the app."""
+    if t.config.mode == "dev":
+        yield f"The Werkzeug development server would serve the app ({t.where('mode')})"
+
+
+_FOLLOWED = ("app", "application", "wsgi_app", "__wrapped__")
+
+
+def wsgi_chain(app: Flask) -> Iterator[tuple[str, Any]]:
+    """``(path, object)`` for ``app.wsgi_app`` and every WSGI app it wraps:
+    ``.app``-style attributes, DispatcherMiddleware mounts, mounted Flask apps."""
+    todo: list[tuple[str, Any]] = [("app.wsgi_app", app.wsgi_app)]
+    seen: list[Any] = [app]  # kept alive, so that identities stay unique
+    while todo and len(seen) < 200:  # a bound for odd object graphs
+        where, obj = todo.pop(0)
+        if getattr(obj, "__self__", None) is not None and not isinstance(obj, type):
+            obj = obj.__self__  # a bound method: its object
+        if any(obj is s for s in seen):
+            continue
+        seen.append(obj)
+        yield where, obj
+        if isinstance(obj, Flask):
+            todo.append((f"{where}.wsgi_app", obj.wsgi_app))
+            continue
+        todo += [(f"{where}.{a}", getattr(obj, a)) for a in _FOLLOWED if hasattr(obj, a)]
+        mounts = getattr(obj, "mounts", None)
+        if isinstance(mounts, dict):
+            todo += [(f"{where}.mounts[{k!r}]", v) for k, v in mounts.items()]
+
+
+# -- 2xx secret key and session cookie -------------------------------------------
+
+_NEW_KEY = (
+    "use a random key read from the environment; "
+    'python -c "import secrets; print(secrets.token_hex())" makes one'
+)
+_PLACEHOLDERS = frozenset(
+    {"dev", "development", "test", "testing", "key", "flask", "admin", "abc123", "123456"}
+)
+# Words that no random key contains by chance (each has a letter outside hex
+# and is long enough to be vanishingly rare in base64), but placeholders do.
+_PLACEHOLDER_WORDS = ("secret", "changeme", "password", "insecure", "replaceme", "example")
+
+
+def weakness(key: str | bytes) -> tuple[str, str]:
+    """``(check ID, what is wrong)`` for the worst weakness of a key, or ``("", "")``."""
+    raw = key.encode() if isinstance(key, str) else key
+    text = raw.decode("utf-8", "replace").lower()
+    squashed = "".join(ch for ch in text if ch.isalnum())
+    if text in _PLACEHOLDERS or squashed in _PLACEHOLDERS:
+        return "PS202", f"is a well-known placeholder ({text!r})"
+    word = next((w for w in _PLACEHOLDER_WORDS if w in squashed), "")
+    if word:
+        return "PS202", f"contains {word!r}, like a placeholder"
+    if len(raw) < 16:
+        return "PS204", f"is only {len(raw)} bytes long"
+    if len(set(raw)) < 8:
+        distinct = len(set(raw))
+        return "PS203", f"uses only {distinct} different character{'s' * (distinct > 1)}"
+    if len(raw) < 32:
+        return "PS205", f"is {len(raw)} bytes long"
+    return "", ""
+
+
+def _weak_keys(check_id: str) -> Finder:
+    def find(t: Target) -> Iterator[str]:
+        keys = [("SECRET_KEY", t.app.secret_key)]
+        fallbacks = t.app.config.get("SECRET_KEY_FALLBACKS") or []
+        keys += [(f"SECRET_KEY_FALLBACKS[{i}]", key) for i, key in enumerate(fallbacks)]
+        for name, key in keys:
+            found, problem = weakness(key) if key else ("", "")
+            if found == check_id:
+                yield f"{name} {problem}"  # never the key itself: this goes to logs
+
+    return find
+
+
+for _id, _severity, _title in (
+    ("PS202", ERROR, "A secret key is a well-known placeholder or contains 'secret'."),
+    ("PS203", ERROR, "A secret key uses fewer than 8 different characters."),
+    ("PS204", ERROR, "A secret key is shorter than 16 bytes: short enough to guess."),
+    ("PS205", WARNING, "A secret key is shorter than 32 bytes."),
+):
+    check(_id, _severity, _NEW_KEY, _title)(_weak_keys(_id))
+
+
+@check("PS201", INFO, f"if the app needs sessions, set SECRET_KEY: {_NEW_KEY}")
+def _no_secret_key(t: Target) -> Iterator[str]:
+    """SECRET_KEY is not set (fine if the app uses no sessions)."""
+    if not t.app.secret_key:
+        yield "SECRET_KEY is not set, so the app cannot use sessions or flash messages"
+
+
+def _uses_sessions(app: Flask) -> bool:
+    # Flask's own cookie sessions need a key; other session backends may not.
+    builtin = type(app.session_interface) is SecureCookieSessionInterface
+    return bool(app.secret_key) or not builtin
+
+
+def _https_reason(t: Target) -> str:
+    """Why the app is (probably) reached over https, or ``""``."""
+    if "certfile" in t.config.server_options:
+        return "the server has a certfile"
+    if t.app.config.get("PREFERRED_URL_SCHEME") == "https":
+        return "PREFERRED_URL_SCHEME is 'https'"
+    if t.config.proxy.hops:
+        return f"this matters if your proxy serves https; proxy set by {t.where('proxy')}"
+    return ""
+
+
+@check("PS211", WARNING, "set SESSION_COOKIE_SECURE = True")
+def _cookie_not_secure(t: Target) -> Iterator[str]:
+    """SESSION_COOKIE_SECURE is off while the app is served over https (a certfile,
+    PREFERRED_URL_SCHEME = 'https', or a trusted proxy)."""
+    reason = _https_reason(t)
+    if reason and _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_SECURE"):
+        yield (
+            "SESSION_COOKIE_SECURE is False, so browsers also send the session cookie "
+            f"over plain http ({reason})"
+        )
+
+
+@check("PS212", WARNING, "set SESSION_COOKIE_HTTPONLY = True (Flask's default)")
+def _cookie_not_httponly(t: Target) -> Iterator[str]:
+    """SESSION_COOKIE_HTTPONLY is off."""
+    if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_HTTPONLY"):
+        yield "SESSION_COOKIE_HTTPONLY is False, so scripts on a page can read the session cookie"
+
+
+@check("PS213", WARNING, "set SESSION_COOKIE_SAMESITE = 'Lax'")
+def _cookie_no_samesite(t: Target) -> Iterator[str]:
+    """SESSION_COOKIE_SAMESITE is not set."""
+    if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_SAMESITE"):
+        yield (
+            "SESSION_COOKIE_SAMESITE is not set, so browsers send the session cookie "
+            "with requests that other sites make"
+        )
+
+
+# -- 3xx network ------------------------------------------------------------------
+
+
+@check(
+    "PS301",
+    WARNING,
+    "set TRUSTED_HOSTS = ['example.com'] (your domain names): Flask 3.1 then answers "
+    "requests for any other Host with 400",
+)
+def _no_trusted_hosts(t: Target) -> Iterator[str]:
+    """TRUSTED_HOSTS is not set while the server listens on a non-loopback address."""
+    if t.public and not t.app.config.get("TRUSTED_HOSTS"):
+        yield (
+            f"TRUSTED_HOSTS is not set and the server listens on {t.config.host} "
+            f"({t.where('host')}), so the app accepts any Host header"
+        )
+
+
+@check(
+    "PS302",
+    INFO,
+    "fine if clients should connect directly; behind a proxy, set --proxy 1,PROXY_ADDRESS",
+)
+def _public_without_proxy(t: Target) -> Iterator[str]:
+    """The server listens on a non-loopback address and trusts no proxy."""
+    if t.public and not t.config.proxy.hops:
+        yield (
+            f"The server listens on {t.config.host} ({t.where('host')}) and trusts no "
+            "proxy, so clients connect to it directly"
+        )
+
+
+@check("PS303", WARNING, "list the proxy's addresses, e.g. --proxy 1,10.0.0.5")
+def _proxy_from_anywhere(t: Target) -> Iterator[str]:
+    """A proxy is trusted from any address while the server listens on a
+    non-loopback address."""
+    proxy = t.config.proxy
+    if t.public and proxy.hops and not proxy.addresses:
+        yield (
+            f"proxy is {proxy} ({t.where('proxy')}) and the server listens on "
+            f"{t.config.host}: anyone who can reach the port can fake their address"
+        )
+
+
+# -- 4xx request limits --------------------------------------------------------------
+
+
+@check(
+    "PS401",
+    WARNING,
+    "set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or --max-body-size to the largest "
+    "upload you expect",
+)
+def _no_body_limit(t: Target) -> Iterator[str]:
+    """Neither MAX_CONTENT_LENGTH nor max_body_size limits request bodies."""
+    origin = t.config.origins.get("max_body_size")
+    default = origin is None or origin.layer is Layer.DEFAULT
+    if default and t.app.config.get("MAX_CONTENT_LENGTH") is None:
+        yield (
+            "MAX_CONTENT_LENGTH is not set, so request bodies up to "
+            f"{_size(t.config.max_body_size)} are accepted"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} bytes"
+
+
+# -- 5xx URL prefix self-test ----------------------------------------------------------
+
+
+def _prefix_aspect(aspect: str) -> Finder:
+    def find(t: Target) -> Iterator[str]:
+        failure = t.prefix_failures.get(aspect)
+        if failure:
+            yield f"{failure.what} is {failure.got!r}, outside the URL prefix {t.config.url_prefix}"
+
+    return find
+
+
+_KEEP_SCRIPT_NAME = (
+    "build URLs with url_for, and don't overwrite SCRIPT_NAME in middleware around "
+    "app.wsgi_app (it carries the prefix)"
+)
+check("PS501", ERROR, _KEEP_SCRIPT_NAME, "url_for() of a GET route leaves the URL prefix.")(
+    _prefix_aspect("url_for")
+)
+check(
+    "PS502",
+    ERROR,
+    _KEEP_SCRIPT_NAME,
+    "Routing's redirect (adding a trailing slash) leaves the URL prefix.",
+)(_prefix_aspect("redirect"))
+check("PS503", ERROR, _KEEP_SCRIPT_NAME, "url_for('static', ...) leaves the URL prefix.")(
+    _prefix_aspect("static")
+)
+check(
+    "PS504",
+    ERROR,
+    "remove SESSION_COOKIE_PATH and APPLICATION_ROOT from the config (the prefix sets them)",
+    "The session cookie's path is not the URL prefix.",
+)(_prefix_aspect("cookie_path"))
+
+
+CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))
+"""Every check, by ID."""
+
+CHECK_BY_ID = {c.id: c for c in CHECKS}
+
+
+def run_checks(app: Flask, config: ServeConfig) -> list[Problem]:
+    """Every problem found, errors first, skipping ``config.ignore_checks``."""
+    ignored = ignored_ids(config)
+    target = Target(app, config)
+    problems = [
+        Problem(c, message) for c in CHECKS if c.id not in ignored for message in c.find(target)
+    ]
+    return sorted(problems, key=lambda p: -p.severity)
+
+
+def ignored_ids(config: ServeConfig) -> list[str]:
+    """The IDs in ``ignore_checks``; an unknown one is a :class:`ConfigError`."""
+    ids = [i for i in config.ignore_checks.split(",") if i]
+    unknown = [i for i in ids if i not in CHECK_BY_ID]
+    if unknown:
+        where = config.origins["ignore_checks"].label
+        raise ConfigError(where, config.ignore_checks, f"there is no check {unknown[0]}")
+    return ids
+
+
+def startup_warnings(app: Flask, config: ServeConfig) -> list[Problem]:
+    """The checks for production start-up: raise :class:`ChecksFailed` when one at
+    error level fails, else return the warnings (info is left to ``--check``)."""
+    problems = run_checks(app, config)
+    errors = [p for p in problems if p.severity is ERROR]
+    if errors:
+        raise ChecksFailed(errors)
+    return [p for p in problems if p.severity is WARNING]
+
+
+def summary(problems: list[Problem]) -> str:
+    """``1 error, 2 warnings, 0 info``."""
+    counts = [(s, sum(p.severity is s for p in problems)) for s in (ERROR, WARNING, INFO)]
+    return ", ".join(f"{n} {s}{'s' if n != 1 and s is not INFO else ''}" for s, n in counts)
