@@ -176,7 +176,12 @@ def test_a_failing_view_leaks_nothing(live_server: Any, backend: str, propagate:
     server = live_server(serve_args(backend), env={"ECHO_APP_PROPAGATE": propagate})
     status, _, body = server.request("GET", "/boom")
     assert status == 500
-    for secret in (b"secret-detail-in-exception", b"Traceback", b"RuntimeError", b"config-value-marker"):
+    for secret in (
+        b"secret-detail-in-exception",
+        b"Traceback",
+        b"RuntimeError",
+        b"config-value-marker",
+    ):
         assert secret not in body
     assert server.request("GET", "/")[0] == 200  # and keeps serving
 
