@@ -35,6 +35,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         DATABASE=os.path.join(app.instance_path, "example_app.sqlite"),
         # Browsers won't send the cookie with cross-site POSTs: cheap CSRF defence.
         SESSION_COOKIE_SAMESITE="Lax",
+        # A guestbook entry is a few hundred bytes; refuse bodies over 1 MiB
+        # (flask serve answers 413 before a view runs).
+        MAX_CONTENT_LENGTH=1024 * 1024,
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
