@@ -8,17 +8,19 @@ this module only translates them, shows what was resolved, and hands off to
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 from flask.cli import NoAppException, ScriptInfo, pass_script_info
 
-from . import checks, serving
+from . import checks, emit, serving
 from .backends import GRACE_EXPIRED
-from .config import OPTIONS, Option
+from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
 from .middleware import access_logger
 
@@ -71,6 +73,8 @@ def _click_option(option: Option) -> Callable[[Any], Any]:
         "help": help_text,
         "allow_from_autoenv": False,
     }
+    if option.multiple:  # click gives () when absent: "not given" must stay None
+        common.update(multiple=True, callback=lambda ctx, param, value: value or None)
     if option.is_flag:
         decls = f"{option.flag}/--no-{option.flag[2:]}"
         return click.option(decls, option.name, **common)
@@ -105,6 +109,18 @@ app.config > ProdServe(...) > default.
 @click.option("--prod", "prod", is_flag=True, default=None, help="Same as --mode prod.")
 @_generated_options
 @click.option(
+    "--emit",
+    type=click.Choice(emit.KINDS, case_sensitive=False),
+    help="Print a deployment file for these settings to stdout, then exit.",
+)
+@click.option(
+    "--nginx-strip-prefix",
+    type=_OptionType(OPTION_BY_NAME["url_prefix"]),
+    metavar="PATH",
+    help="With --emit nginx: nginx serves the app under PATH and strips it, sending "
+    "X-Forwarded-Prefix (the app then runs without url_prefix).",
+)
+@click.option(
     "--print-config",
     is_flag=True,
     allow_from_autoenv=False,
@@ -130,6 +146,7 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     check, fail_level = values.pop("check"), values.pop("fail_level")
     if fail_level and not check:
         raise _OneLineUsageError("--fail-level applies only with --check.")
+    kind, strip_prefix = values.pop("emit"), values.pop("nginx_strip_prefix")
     labels = {}
     if dev or prod:
         if (dev and prod) or values["mode"] is not None:
@@ -146,6 +163,9 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         raise click.ClickException(str(exc)) from None
     if check:
         sys.exit(_report(app, config, checks.Severity[(fail_level or "error").upper()]))
+    if kind:
+        _emit(info, app, config, kind, strip_prefix or "")
+        return
     if print_config:
         _print_config(app, config)
         return
@@ -275,6 +295,41 @@ def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int
         f"{config.url_prefix}: {checks.summary(problems)}{ignored}."
     )
     return 1 if any(p.severity >= fail_level for p in problems) else 0
+
+
+def _emit(info: ScriptInfo, app: Flask, config: ServeConfig, kind: str, strip_prefix: str) -> None:
+    """Print the ``kind`` file for ``config``; warnings go to stderr, one line each."""
+    app_import = info.app_import_path or app.import_name
+    facts = emit.app_facts(app, app_import, shlex.join(_command_words(app_import)))
+    try:
+        result = emit.emit(kind, config, facts, strip_prefix=strip_prefix)
+    except ProdServeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(result.text, nl=False)
+
+
+def _command_words(app_import: str) -> list[str]:
+    """The current ``flask serve`` command line, from the options given on it."""
+    ctx = click.get_current_context()
+    words = ["flask", "--app", app_import, "serve"]
+    first = ("emit", "nginx_strip_prefix")  # what the command is for, then its settings
+    for param in sorted(ctx.command.params, key=lambda p: p.name not in first):
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [
+                w
+                for v in (value if param.multiple else [value])
+                for w in (param.opts[0], emit.option_text(v))
+            ]
+    return words
 
 
 def _print_config(app: Flask, config: ServeConfig) -> None:

@@ -75,6 +75,7 @@ class Option:
     metavar: str = ""
     choices: tuple[str, ...] = ()
     is_flag: bool = False
+    multiple: bool = False  # the flag may be repeated
 
     @property
     def flag(self) -> str:
@@ -130,6 +131,16 @@ def _default_workers(
     # of more processes keep throughput steadier than many threads in fewer
     # (threads of one process contend for its GIL).
     return 2 * f.cpus, f"two per CPU this process may use ({f.cpus})"
+
+
+def _default_upstream(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    if not resolved["port"]:
+        return c.Addresses(), "none: port 0 is picked at start"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(resolved["host"], resolved["host"])
+    address = f"[{host}]:{resolved['port']}" if ":" in host else f"{host}:{resolved['port']}"
+    return c.Addresses((address,)), "default: this server's address"
 
 
 def _default_threads(
@@ -213,6 +224,15 @@ OPTIONS: tuple[Option, ...] = (
         as_proxy,
         _const(ProxyTrust()),
         metavar="N[,ADDR...]",
+    ),
+    Option(
+        "upstream",
+        "Instances behind the nginx file that --emit nginx prints: host:port, "
+        "repeatable. Default: this server's address.",
+        c.as_addresses,
+        _default_upstream,
+        metavar="HOST:PORT",
+        multiple=True,
     ),
     Option(
         "timeout",
@@ -374,6 +394,7 @@ class ServeConfig:
     threads: int
     url_prefix: str
     proxy: ProxyTrust
+    upstream: c.Addresses
     timeout: int
     keepalive: int
     header_timeout: int

@@ -182,3 +182,36 @@ def as_check_ids(value: Any) -> str:
     if not all(_CHECK_ID.match(i) for i in ids):
         raise ValueError(hint)
     return ",".join(dict.fromkeys(ids))
+
+
+class Addresses(tuple[str, ...]):
+    """``host:port`` addresses, shown comma-separated (``--print-config``, the docs)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ", ".join(self) or "(none)"
+
+
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_ADDRESSES_HINT = "expected host:port addresses such as 127.0.0.1:8001 (IPv6 as [::1]:8001)"
+
+
+def as_addresses(value: Any) -> Addresses:
+    """``host:port`` addresses: a list, or text separated by commas or spaces."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    words: list[str] = []
+    for item in items:
+        if isinstance(item, (list, tuple)):  # click gives a tuple of converted values
+            words += item
+        elif isinstance(item, str):
+            words += item.replace(",", " ").split()
+        else:
+            raise ValueError(_ADDRESSES_HINT)
+    for word in words:
+        match = _HOST_PORT.match(word)
+        if match is None or not 1 <= int(match.group(2)) <= 65535:
+            raise ValueError(_ADDRESSES_HINT)
+    if not words:
+        raise ValueError(_ADDRESSES_HINT)
+    return Addresses(words)

@@ -11,6 +11,21 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+# tests/test_nginx.py runs a real nginx: install Debian's package when it is missing
+# (as root, or through passwordless sudo), and stop here if that is not possible.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    echo "== installing nginx"
+    sudo=()
+    if [ "$(id -u)" != 0 ]; then sudo=(sudo -n); fi
+    apt_log=$(mktemp)
+    if ! { ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            && ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends nginx; } >"$apt_log" 2>&1; then
+        echo "Error: nginx is missing and 'apt-get install nginx' failed (needs root or passwordless sudo; log: $apt_log); the nginx tests cannot run without it." >&2
+        exit 1
+    fi
+fi
+
 echo "== ruff check"
 .venv/bin/ruff check .
 echo "== ruff format --check"

@@ -1,0 +1,45 @@
+"""Deployment files from the resolved config: ``flask serve --emit KIND``.
+
+The renderers are pure: a :class:`~flask_prodserve.config.ServeConfig` and
+:class:`AppFacts` go in, the file's text and any warnings come out; the CLI
+prints them. Each file starts with the command that produced it, and each
+command it contains starts the app the way this config does.
+
+Options given on the command line or in ``FLASK_SERVE_*`` variables are
+written into the generated commands; options in ``app.config`` or
+``ProdServe(...)`` are not, because the app reads them itself when it starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .common import AppFacts, Emitted, app_facts, option_text, serve_args
+from .nginx import nginx
+from .platforms import dockerfile, procfile, systemd
+
+if TYPE_CHECKING:
+    from ..config import ServeConfig
+
+KINDS = ("nginx", "systemd", "procfile", "dockerfile")
+
+__all__ = [
+    "KINDS",
+    "AppFacts",
+    "Emitted",
+    "app_facts",
+    "dockerfile",
+    "emit",
+    "nginx",
+    "option_text",
+    "procfile",
+    "serve_args",
+    "systemd",
+]
+
+
+def emit(kind: str, config: ServeConfig, facts: AppFacts, *, strip_prefix: str = "") -> Emitted:
+    """The file of ``kind`` (one of :data:`KINDS`) for ``config``."""
+    if kind == "nginx":
+        return nginx(config, facts, strip_prefix=strip_prefix)
+    return {"systemd": systemd, "procfile": procfile, "dockerfile": dockerfile}[kind](config, facts)
