@@ -11,8 +11,10 @@ exception inside a view (gunicorn raises its parse errors from
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from .wsgibody import ObservedBody
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -58,7 +60,7 @@ class BodyLimit:
     def _buffer_chunked(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        # Closed by _Closing once the response is done, not by a with block.
+        # Closed with the response body (ObservedBody), not by a with block.
         spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
         stream = environ["wsgi.input"]
         size = 0
@@ -88,7 +90,7 @@ class BodyLimit:
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ["wsgi.input_terminated"] = True
         body = self.app(environ, start_response)
-        return _Closing(body, spool)
+        return ObservedBody(body, lambda size: spool.close())
 
 
 def _refuse(
@@ -101,22 +103,3 @@ def _refuse(
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
     )
     return [body]
-
-
-class _Closing:
-    """A response body that also closes the buffered request body."""
-
-    def __init__(self, body: Iterable[bytes], spool: tempfile.SpooledTemporaryFile[bytes]) -> None:
-        self.body = body
-        self.spool = spool
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.spool.close()

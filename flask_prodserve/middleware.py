@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .limits import BodyLimit
 from .proxy import ForwardedHeaders
+from .wsgibody import ObservedBody
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -131,7 +132,7 @@ class AccessLog:
             return start_response(s, headers, exc_info)
 
         body = self.app(environ, recording_start_response)
-        return _LoggedBody(body, lambda size: self._log(environ, status, size, started))
+        return ObservedBody(body, lambda size: self._log(environ, status, size, started))
 
     def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
         fields = access_fields(environ, status[0] if status else "-", size, started)
@@ -168,25 +169,3 @@ def access_fields(
         "user_agent": environ.get("HTTP_USER_AGENT", ""),
         "duration": time.perf_counter() - started,
     }
-
-
-class _LoggedBody:
-    """Wraps a response body to count its bytes and log when it is closed."""
-
-    def __init__(self, body: Iterable[bytes], on_close: Callable[[int], None]) -> None:
-        self.body = body
-        self.on_close = on_close
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.body:
-            self.size += len(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.on_close(self.size)

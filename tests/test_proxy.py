@@ -12,6 +12,8 @@ from werkzeug.test import Client
 
 from flask_prodserve.proxy import ForwardedHeaders, ProxyTrust, as_proxy
 
+from .test_safety_live import SPOOFED
+
 
 @pytest.mark.parametrize(
     ("value", "expected"),
@@ -87,16 +89,6 @@ def echo_app() -> Flask:
         return redirect(url_for("index", _external=True))
 
     return app
-
-
-SPOOFED = {
-    "X-Forwarded-For": "6.6.6.6",
-    "X-Forwarded-Proto": "https",
-    "X-Forwarded-Host": "evil.example",
-    "X-Forwarded-Port": "444",
-    "X-Forwarded-Prefix": "/evil",
-    "Forwarded": "for=6.6.6.6;proto=https;host=evil.example",
-}
 
 
 def get(trust: ProxyTrust, headers: dict[str, str], peer: str = "127.0.0.1") -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""A response body wrapper shared by the middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+
+class ObservedBody:
+    """Wraps a response body to count its bytes and call ``on_close(size)``
+    when the server closes it (after the last byte was sent, or on abort)."""
+
+    def __init__(self, body: Iterable[bytes], on_close: Callable[[int], None]) -> None:
+        self.body = body
+        self.on_close = on_close
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.body:
+            self.size += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.on_close(self.size)
