@@ -116,6 +116,7 @@ class Tricklers:
 
 def test_slow_clients_do_not_starve_others(live_server: Any) -> None:
     server = live_server(gunicorn_args("--threads", "2", "--header-timeout", "3"))
+    silent = RawClient(server.host, server.port)  # connects, never sends a byte
     tricklers = Tricklers(server, 50)
     trickling = threading.Thread(target=tricklers.run, args=(time.monotonic() + 15,))
     trickling.start()
@@ -132,8 +133,11 @@ def test_slow_clients_do_not_starve_others(live_server: Any) -> None:
             assert status == 200, (latencies, server.log)
             time.sleep(max(0.0, started + 0.2 - time.monotonic()))
         trickling.join(20)
+        assert silent.closed_within(3)
+        assert silent.buf == b""  # closed without an answer: it asked nothing
     finally:
         tricklers.close()
+        silent.close()
     assert max(seconds for seconds, _ in latencies) < 2, latencies
     assert sum(1 for _, open_ in latencies if open_ >= 40) >= 5, latencies  # they overlapped
     assert tricklers.open == 0 and len(tricklers.lifetimes) == 50
