@@ -302,6 +302,13 @@ def test_proxy_trust_maps_to_gunicorn(
     assert cfg.forwarder_headers == []  # no header may set SCRIPT_NAME or PATH_INFO
 
 
+def test_gunicorn_trusts_no_forwarded_header_by_default(server: LiveServer) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "SCRIPT_NAME": "/evil"}
+    environ = server.get_json("/echo/x", headers=headers)  # from loopback, gunicorn's default
+    assert environ["wsgi.url_scheme"] == "http"
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/echo/x")
+
+
 @pytest.mark.parametrize(
     ("name", "flag"),
     [
