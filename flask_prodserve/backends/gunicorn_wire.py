@@ -261,7 +261,7 @@ class GatedWorker(ThreadWorker):
             return
         conn.lingering = True
         conn.head, conn.checked = bytearray(), 0
-        self.closing.setdefault(conn, time.monotonic() + _LINGER)
+        self.closing[conn] = time.monotonic() + _LINGER
         self._watch(conn)
 
     def murder_pending(self) -> None:
