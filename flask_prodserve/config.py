@@ -350,7 +350,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "server_options",
         "Raw options for the chosen server, as a JSON object, checked against "
-        "its own option names, e.g. '{\"keepalive\": 10}'.",
+        "its own option names, e.g. '{\"worker_connections\": 500}'.",
         c.as_mapping,
         _const({}),
         metavar="JSON",

@@ -193,11 +193,16 @@ def test_max_requests_is_refused_for_waitress(live_server: Any) -> None:
 @pytest.mark.parametrize(
     ("backend", "options", "message"),
     [
-        ("gunicorn", '{"keepalive": 10}', None),
+        ("gunicorn", '{"worker_connections": 500}', None),
         (
             "gunicorn",
-            '{"keepalve": 10}',
-            "gunicorn has no option 'keepalve'; did you mean 'keepalive'?",
+            '{"worker_conections": 500}',
+            "gunicorn has no option 'worker_conections'; did you mean 'worker_connections'?",
+        ),
+        (
+            "gunicorn",
+            '{"keepalive": 10}',
+            "'keepalive' is set by flask-prodserve; use --keepalive instead",
         ),
         (
             "gunicorn",

@@ -13,23 +13,23 @@ import os
 import signal
 import socket
 import sys
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, cast
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.config import KNOWN_SETTINGS
-from gunicorn.workers.gthread import ThreadWorker
 
 from ..errors import ServeError
 from . import GRACE_EXPIRED, check_server_options
+from .gunicorn_wire import GatedWorker, GateLimits, on_the_wire
 
 if TYPE_CHECKING:
-    import socket
-
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
+    from ..proxy import ProxyTrust
 
 # Each worker listens on its own SO_REUSEPORT socket: with one shared socket,
 # whichever worker wakes first takes every new keep-alive connection (wrk's 32
@@ -51,6 +51,13 @@ _OURS = {
     "max_requests": "--max-requests",
     "max_requests_jitter": "--max-requests-jitter",
     "accesslog": "--access-log-file",
+    "keepalive": "--keepalive",
+    "limit_request_line": "--max-request-line",
+    "limit_request_fields": "--max-header-count",
+    "limit_request_field_size": "--max-header-size",
+    "forwarded_allow_ips": "--proxy",
+    "secure_scheme_headers": "--proxy",
+    "forwarder_headers": "--proxy",
     "post_fork": "@prodserve.worker_init",
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
@@ -70,7 +77,11 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
         "threads": config.threads,
         "timeout": config.timeout,
         "graceful_timeout": config.graceful_timeout,
-        "keepalive": 5,
+        "keepalive": config.keepalive,
+        "limit_request_line": config.max_request_line,
+        "limit_request_fields": config.max_header_count,
+        # Per field; the worker's header gate enforces the total.
+        "limit_request_field_size": config.max_header_size,
         "backlog": config.backlog,
         "max_requests": config.max_requests,
         "max_requests_jitter": config.max_requests_jitter,
@@ -81,14 +92,31 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
         "control_socket_disable": True,
-        # gunicorn trusts X-Forwarded-Proto from loopback by default; trust nobody.
-        "forwarded_allow_ips": "",
+        **_proxy_settings(config.proxy),
         "proc_name": "flask-prodserve",
         "post_fork": _reset_stop_signals,
         "when_ready": lambda arbiter: lifecycle.run("on_start"),
         "post_worker_init": lambda worker: lifecycle.run("worker_init"),
         "on_exit": lambda arbiter: lifecycle.run("on_stop"),
         **config.server_options,
+    }
+
+
+def _proxy_settings(trust: ProxyTrust) -> dict[str, Any]:
+    """gunicorn's own handling of forwarded headers, for ``trust``.
+
+    gunicorn would trust X-Forwarded-Proto (-Ssl, -Protocol) from loopback,
+    and headers named SCRIPT_NAME or PATH_INFO that rewrite the path. Only
+    the scheme is left to it, from trusted proxies; ForwardedHeaders
+    (ProxyFix) applies the rightmost ``hops`` values of every forwarded
+    header the same way under every server, and strips them otherwise.
+    """
+    if not trust.hops:
+        return {"forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": ""}
+    return {
+        "forwarded_allow_ips": ",".join(trust.addresses) or "*",
+        "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"},
+        "forwarder_headers": "",
     }
 
 
@@ -116,8 +144,14 @@ def _reset_stop_signals(arbiter: object, worker: object) -> None:
 _cut_reader, _cut_writer = -1, -1
 
 
-class _ThreadWorker(ThreadWorker):
-    """gunicorn's gthread worker, with a graceful stop that keeps its promises.
+# How long a stopping worker waits for the head of a request on a connection
+# it holds (as gthread's STOP_KEEPALIVE_LINGER for kept-alive ones).
+_STOP_LINGER = 2.0
+
+
+class _ThreadWorker(GatedWorker):
+    """gunicorn's gthread worker, with the header gate of :class:`GatedWorker`
+    and a graceful stop that keeps its promises.
 
     On SIGTERM the stock worker stops polling its listener but keeps it open
     until it exits, so the kernel goes on queueing new connections that are
@@ -127,6 +161,8 @@ class _ThreadWorker(ThreadWorker):
     """
 
     def init_process(self) -> None:
+        config = cast(EmbeddedApplication, self.app).serve_config
+        self.limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
         if _own_sockets:
             own = [_own_listener(shared, self.cfg.backlog) for shared in self.sockets]
             self.sockets = own + self.sockets  # still serve the shared socket's share
@@ -137,12 +173,10 @@ class _ThreadWorker(ThreadWorker):
         if enabled or self.alive:
             return
         for listener in self.sockets:
-            while True:
-                before = self.nr_conns
-                self.accept(listener)  # non-blocking: returns on EAGAIN
-                if self.nr_conns == before:
-                    break
+            while self.accept_one(listener):  # non-blocking: False on EAGAIN
+                pass
             listener.close()
+        self.cap_waiting(time.monotonic() + _STOP_LINGER)
 
     def run(self) -> None:
         super().run()
@@ -194,9 +228,12 @@ class _Arbiter(Arbiter):
 class EmbeddedApplication(BaseApplication):
     """A gunicorn application whose settings and WSGI app are given, not read."""
 
-    def __init__(self, wsgi_app: WSGIApplication, options: dict[str, Any]) -> None:
+    def __init__(
+        self, wsgi_app: WSGIApplication, options: dict[str, Any], serve_config: ServeConfig
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.options = options
+        self.serve_config = serve_config  # read by the workers
         super().__init__()
 
     def load_config(self) -> None:
@@ -223,7 +260,7 @@ def run(
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
         options = settings(config, sock.detach(), lifecycle)
-        application = EmbeddedApplication(wsgi_app, options)
+        application = EmbeddedApplication(on_the_wire(wsgi_app), options, config)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:

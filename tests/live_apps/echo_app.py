@@ -54,3 +54,8 @@ def sleep() -> ResponseReturnValue:
 @app.route("/boom")
 def boom() -> ResponseReturnValue:
     raise RuntimeError("secret-detail-in-exception")
+
+
+@app.route("/upload", methods=["POST", "PUT"])
+def upload() -> ResponseReturnValue:
+    return {"size": len(request.get_data())}

@@ -1,0 +1,365 @@
+"""gunicorn at the wire: a gthread worker that slow clients cannot starve,
+and the WSGI wrapper that lets the middleware chain close a connection.
+
+gunicorn's gthread worker gives each new or kept-alive connection to a thread
+as soon as a byte arrives, and the thread then blocks until the request line
+and headers are in: fifty clients sending a header line every few seconds
+occupy every thread and starve everyone else (slowloris). :class:`GatedWorker`
+reads the head in its event loop instead, without blocking, and only a
+complete one goes to a thread, with the bytes read so far handed to
+gunicorn's parser. A head that takes longer than ``header_timeout`` gets a
+408, one larger than ``max_header_size`` a 431, ambiguous framing a 400.
+
+The bytes are read (``recv``), not peeked (``MSG_PEEK``): a level-triggered
+poller reports a socket readable for as long as unread bytes wait on it, so
+peeking at a partial head would spin the loop until the rest arrived.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import re
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+from gunicorn.config import Config
+from gunicorn.http.parser import RequestParser
+from gunicorn.http.wsgi import Response
+from gunicorn.workers.gthread import TConn, ThreadWorker
+from werkzeug.exceptions import RequestTimeout
+
+from ..limits import CLOSE_CONNECTION
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+_T = TypeVar("_T")
+
+#: Where a request head ends: the empty line. A bare-LF one is let through
+#: for gunicorn's parser to refuse (400) rather than left to time out.
+_HEAD_END = re.compile(rb"\n\r?\n")
+_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_READ_SIZE = 64 * 1024
+#: How long a refused connection is read (and what arrives discarded) before
+#: it is closed: closing with unread bytes would reset the connection and
+#: could destroy the error response before the client reads it.
+_LINGER = 2.0
+#: Return value of :func:`head_verdict`: hand the request to gunicorn.
+PASS = 0
+
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+}
+
+
+def _error(status: int) -> bytes:
+    reason = _REASONS[status]
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(reason) + 1}\r\n"
+        f"\r\n{reason}\n"
+    ).encode()
+
+
+_ERRORS = {status: _error(status) for status in _REASONS}
+
+
+def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) -> int | None:
+    """What to do with the bytes of a request head received so far.
+
+    ``None``: wait for more; :data:`PASS`: hand the request to gunicorn's
+    parser; otherwise the HTTP status to refuse it with. ``checked`` bytes of
+    ``head`` were looked at before (the search for the end resumes there).
+    """
+    end = _HEAD_END.search(head, max(checked - 2, 0))
+    if end is None:
+        if len(head) > max_line + 4 and head.find(b"\n", 2, max_line + 4) < 0:
+            return 414  # the request line alone is too long (after one optional CRLF)
+        return 431 if len(head) >= max_size else None
+    if end.end() > max_size:
+        return 431
+    # Two Transfer-Encoding lines: a proxy in front that reads only one of them
+    # frames the body differently from us, and the rest of it becomes a request
+    # of its own (smuggling). gunicorn refuses "chunked" twice and chunked with
+    # Content-Length, but not e.g. "gzip" on one line and "chunked" on the next.
+    if head[: end.start()].lower().count(_TRANSFER_ENCODING) > 1:
+        return 400
+    return PASS
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """The limits a :class:`GatedWorker` enforces, in seconds and bytes
+    (``read_timeout``: for each read and write while a request is handled)."""
+
+    header_timeout: float = 10
+    max_header_size: int = 64 * 1024
+    read_timeout: float = 30
+
+
+class GatedConn(TConn):
+    """A client connection, with what the gate has read of its next request."""
+
+    def __init__(
+        self, cfg: Config, sock: socket.socket, client: Any, server: Any, worker: GatedWorker
+    ) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.worker = worker
+        self.head = bytearray()
+        self.checked = 0  # how much of head was searched for its end
+        self.watched = False  # registered with the worker's poller
+        self.lingering = False  # answered for the last time: closing
+
+    def init(self) -> None:
+        """In a worker thread, before each request on this connection."""
+        super().init()
+        # Each read and write must make progress within the timeout: a client
+        # that announces a body and never sends it must not hold the thread.
+        self.sock.settimeout(self.worker.limits.read_timeout)
+        if self.head:
+            cast(RequestParser, self.parser).unreader.unread(bytes(self.head))
+            self.head, self.checked = bytearray(), 0
+
+    def close(self, graceful: bool = False) -> None:
+        if graceful and self.worker.gating:
+            # gthread would wait here, in the worker's only event loop, for up to
+            # 2 s until the client closes too: a few clients that never close
+            # would stall every connection of the worker.
+            self.worker.linger(self)
+        else:
+            super().close(graceful)
+
+
+class GatedWorker(ThreadWorker):
+    """gunicorn's gthread worker, with the request-head gate (see the module)."""
+
+    limits = GateLimits()
+
+    def init_process(self) -> None:
+        # Connections waiting for their head, and connections closing, each by
+        # deadline: every entry gets "now + the same delay", so insertion order
+        # is deadline order.
+        self.waiting: dict[GatedConn, float] = {}
+        self.closing: dict[GatedConn, float] = {}
+        self.gating = _can_gate(self.cfg)
+        super().init_process()
+
+    def accept(self, listener: socket.socket) -> None:
+        self.accept_one(listener)
+
+    def accept_one(self, listener: socket.socket) -> bool:
+        """Accept one connection if one is queued; whether one was."""
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                return False
+            raise
+        self.nr_conns += 1
+        self.enqueue_req(GatedConn(self.cfg, sock, client, listener.getsockname(), self))
+        return True
+
+    def enqueue_req(self, conn: TConn) -> None:
+        """Every way to a thread (new, kept-alive and pipelining connections) leads here."""
+        if not self.gating:
+            super().enqueue_req(conn)
+            return
+        gated = cast(GatedConn, conn)
+        if isinstance(gated.parser, RequestParser):  # what the last request's parser read ahead
+            gated.head, gated.checked = bytearray(gated.parser.unreader.take_buffered()), 0
+        if gated.sock.gettimeout() != 0:  # a kept-alive one already is non-blocking
+            gated.sock.setblocking(False)
+        self.waiting[gated] = time.monotonic() + self.limits.header_timeout
+        self._readable(gated, None)
+
+    def _readable(self, conn: GatedConn, _: object) -> None:
+        try:
+            data: bytes | None = conn.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            data = None  # nothing new: a spurious wake-up, or only read-ahead bytes to check
+        except OSError:
+            data = b""  # reset: as good as closed
+        if conn.lingering:
+            if data == b"":
+                self._drop(conn)  # what arrives meanwhile is discarded
+            return
+        if data:
+            conn.head += data
+        verdict = self._verdict(conn) if conn.head else None
+        if verdict is None:
+            if data == b"":
+                self._drop(conn)  # closed before its head was complete (or before a request)
+            else:
+                self._watch(conn)
+        elif verdict == PASS:
+            self._unwatch(conn)
+            del self.waiting[conn]
+            conn.data_ready = True  # the thread must not wait for bytes the gate already read
+            super().enqueue_req(conn)
+        else:
+            self._refuse(conn, verdict)
+
+    def _verdict(self, conn: GatedConn) -> int | None:
+        max_line = int(self.cfg.limit_request_line)
+        verdict = head_verdict(conn.head, conn.checked, self.limits.max_header_size, max_line)
+        conn.checked = len(conn.head)
+        return verdict
+
+    def _watch(self, conn: GatedConn) -> None:
+        if not conn.watched:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+            conn.watched = True
+
+    def _unwatch(self, conn: GatedConn) -> None:
+        if conn.watched:
+            self.poller.unregister(conn.sock)
+            conn.watched = False
+
+    def _drop(self, conn: GatedConn) -> None:
+        self._unwatch(conn)
+        self.waiting.pop(conn, None)
+        self.closing.pop(conn, None)
+        self.nr_conns -= 1
+        conn.close()
+
+    def _refuse(self, conn: GatedConn, status: int) -> None:
+        log = self.log.debug if status == 408 else self.log.warning  # 408s can come by the dozen
+        log("Invalid request from ip=%s: %s", _ip(conn), _REASONS[status])
+        try:
+            conn.sock.send(_ERRORS[status])  # a few hundred bytes: the socket buffer takes them
+        except OSError:
+            self._drop(conn)
+            return
+        del self.waiting[conn]
+        self._close(conn)
+
+    def linger(self, conn: GatedConn) -> None:
+        """Close a connection gthread has finished with (and stopped counting)."""
+        self.nr_conns += 1  # still open: still counted, until _drop
+        conn.sock.setblocking(False)
+        self._close(conn)
+
+    def _close(self, conn: GatedConn) -> None:
+        """Close after the client has read what was sent, or after a delay.
+
+        Closing while unread bytes wait would make the kernel reset the
+        connection, and the client could lose the response (RFC 9112, 9.6).
+        """
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(conn)
+            return
+        conn.lingering = True
+        conn.head, conn.checked = bytearray(), 0
+        self.closing[conn] = time.monotonic() + _LINGER
+        self._watch(conn)
+
+    def murder_pending(self) -> None:
+        """Also time out heads and closings that take too long (run after every poll)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in _expired(self.closing, now):
+            self._drop(conn)
+        for conn in _expired(self.waiting, now):
+            if conn.head:
+                self._refuse(conn, 408)
+            else:
+                self._drop(conn)  # nothing sent yet (as an idle keep-alive one)
+
+    def cap_waiting(self, deadline: float) -> None:
+        """Give every connection waiting for its head until ``deadline`` at most."""
+        for conn, when in self.waiting.items():
+            self.waiting[conn] = min(when, deadline)
+
+
+def _expired(deadlines: dict[GatedConn, float], now: float) -> list[GatedConn]:
+    return [c for c, _ in itertools.takewhile(lambda item: item[1] <= now, deadlines.items())]
+
+
+def _can_gate(cfg: Config) -> bool:
+    """Whether this worker's connections start with a plain HTTP/1 request head:
+    TLS, HTTP/2 with prior knowledge and PROXY protocol v2 read the socket
+    before gunicorn's HTTP/1 parser would see the bytes the gate read."""
+    return bool(
+        not cfg.is_ssl
+        and cfg.http2_cleartext in ("off", "upgrade")
+        and cfg.proxy_protocol in ("off", "v1")
+    )
+
+
+def _ip(conn: TConn) -> str:
+    client = conn.client
+    return str(client[0] if isinstance(client, tuple) else client)
+
+
+def on_the_wire(app: WSGIApplication) -> WSGIApplication:
+    """``app``, with gunicorn closing the connection when the chain asks
+    (:data:`~flask_prodserve.limits.CLOSE_CONNECTION`; gunicorn ignores a
+    ``Connection: close`` from the app) and a body that stops arriving
+    answered with 408."""
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ:
+            environ["wsgi.input"] = _BodyInput(environ["wsgi.input"], environ)
+        body = app(environ, start_response)
+        if environ.get(CLOSE_CONNECTION):
+            response = getattr(start_response, "__self__", None)
+            if isinstance(response, Response):  # before it sends its headers
+                response.force_close()
+        return body
+
+    return serve
+
+
+class _ReadTimeout(RequestTimeout, TimeoutError):
+    """The client sent no more of its body for ``--timeout`` seconds.
+
+    An HTTP error (408) for Flask, and still a ``TimeoutError`` for code
+    that catches the socket's own (BodyLimit buffering a chunked body).
+    """
+
+    description = "The request body stopped arriving."
+
+
+class _Body(Protocol):
+    def read(self, size: int | None = None, /) -> bytes: ...
+    def readline(self, size: int | None = None, /) -> bytes: ...
+    def readlines(self, size: int | None = None, /) -> list[bytes]: ...
+
+
+class _BodyInput:
+    """``wsgi.input`` whose read timeout raises :class:`_ReadTimeout` and
+    closes the connection (where the next request starts is unknown)."""
+
+    def __init__(self, body: _Body, environ: WSGIEnvironment) -> None:
+        self.body = body
+        self.environ = environ
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._guard(self.body.read, size)
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._guard(self.body.readline, size)
+
+    def readlines(self, size: int | None = None) -> list[bytes]:
+        return self._guard(self.body.readlines, size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def _guard(self, method: Callable[[int | None], _T], size: int | None) -> _T:
+        try:
+            return method(size)
+        except TimeoutError:
+            self.environ[CLOSE_CONNECTION] = True
+            raise _ReadTimeout() from None

@@ -1,0 +1,376 @@
+"""gunicorn at the wire: slow clients, ambiguous framing, size limits, bodies,
+read timeouts, and the proxy settings.
+
+Live tests run the real ``flask serve --prod --server gunicorn`` and talk to
+it over raw sockets: what is asserted is what a client sees on the connection.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from gunicorn.config import Config
+
+from flask_prodserve.backends import gunicorn
+from flask_prodserve.backends.gunicorn_wire import PASS, head_verdict
+from flask_prodserve.config import Facts, ServeConfig, resolve
+from flask_prodserve.errors import ConfigError
+from flask_prodserve.lifecycle import Lifecycle
+
+from .conftest import LiveServer
+from .rawhttp import RawClient, request
+from .test_live import serve_args
+
+HOST = "Host: test"
+
+
+def gunicorn_args(*extra: str) -> list[str]:
+    return serve_args("gunicorn", "--workers", "1", *extra)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the tests that each use a connection of their own."""
+    log = tmp_path_factory.mktemp("wire") / "server.log"
+    limits = ["--max-body-size", "1000", "--max-header-size", "4096"]
+    live = LiveServer(
+        gunicorn_args(*limits, "--max-header-count", "20", "--max-request-line", "1024"), log
+    )
+    try:
+        yield live.start()
+    finally:
+        live.kill()
+
+
+def assert_still_serving(server: LiveServer) -> None:
+    status, _, body = server.request("GET", "/echo/still-serving")
+    assert status == 200, (body, server.log)
+
+
+# --- 1. slow clients ----------------------------------------------------------
+
+
+class Tricklers:
+    """Clients that send a request line, then a header line every 1-2 s, forever."""
+
+    def __init__(self, server: LiveServer, count: int) -> None:
+        self.socks: dict[socket.socket, float] = {}  # -> when its next line is due
+        self.opened: dict[socket.socket, float] = {}
+        self.lifetimes: list[float] = []  # seconds from connect to being disconnected
+        self.answers: list[bytes] = []
+        for _ in range(count):
+            sock = socket.create_connection((server.host, server.port), timeout=5)
+            sock.sendall(b"GET /echo/slow HTTP/1.1\r\nHost: test\r\n")
+            self.opened[sock] = time.monotonic()
+            self.socks[sock] = self.opened[sock] + random.uniform(1, 2)
+
+    @property
+    def open(self) -> int:
+        return len(self.socks)
+
+    def run(self, deadline: float) -> None:
+        while self.socks and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(self.socks), [], [], 0.05)
+            for sock in readable:
+                self._read(sock)
+            now = time.monotonic()
+            for sock, due in list(self.socks.items()):
+                if due <= now:
+                    self._send(sock, now)
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(4096)
+        except OSError:
+            data = b""
+        if data:
+            self.answers.append(data)
+        else:
+            self._closed(sock)
+
+    def _send(self, sock: socket.socket, now: float) -> None:
+        try:
+            sock.sendall(b"X-Slow: still coming\r\n")
+        except OSError:
+            self._closed(sock)
+        else:
+            self.socks[sock] = now + random.uniform(1, 2)
+
+    def _closed(self, sock: socket.socket) -> None:
+        self.lifetimes.append(time.monotonic() - self.opened[sock])
+        del self.socks[sock]
+        sock.close()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+
+
+def test_slow_clients_do_not_starve_others(live_server: Any) -> None:
+    server = live_server(gunicorn_args("--threads", "2", "--header-timeout", "3"))
+    silent = RawClient(server.host, server.port)  # connects, never sends a byte
+    tricklers = Tricklers(server, 50)
+    trickling = threading.Thread(target=tricklers.run, args=(time.monotonic() + 15,))
+    trickling.start()
+    try:
+        latencies: list[tuple[float, int]] = []  # (seconds, open tricklers) per normal request
+        end = time.monotonic() + 8
+        while time.monotonic() < end and (tricklers.open or len(latencies) < 10):
+            started = time.monotonic()
+            try:
+                status, _, _ = server.request("GET", "/echo/normal", timeout=4)
+            except OSError:
+                status = 0  # timed out: starved
+            latencies.append((time.monotonic() - started, tricklers.open))
+            assert status == 200, (latencies, server.log)
+            time.sleep(max(0.0, started + 0.2 - time.monotonic()))
+        trickling.join(20)
+        assert silent.closed_within(3)
+        assert silent.buf == b""  # closed without an answer: it asked nothing
+    finally:
+        tricklers.close()
+        silent.close()
+    assert max(seconds for seconds, _ in latencies) < 2, latencies
+    assert sum(1 for _, open_ in latencies if open_ >= 40) >= 5, latencies  # they overlapped
+    assert tricklers.open == 0 and len(tricklers.lifetimes) == 50
+    assert max(tricklers.lifetimes) < 3 + 3, sorted(tricklers.lifetimes)
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in tricklers.answers)
+
+
+# --- 2. framing that two parsers read differently ----------------------------
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        pytest.param(["Content-Length: 5", "Transfer-Encoding: chunked"], id="length-and-chunked"),
+        pytest.param(["Transfer-Encoding: chunked"] * 2, id="chunked-on-two-lines"),
+        pytest.param(["Transfer-Encoding: chunked, chunked"], id="chunked-chunked"),
+        pytest.param(
+            ["Transfer-Encoding: gzip", "Transfer-Encoding: chunked"], id="gzip-then-chunked"
+        ),
+    ],
+)
+def test_ambiguous_framing_is_refused(
+    server: LiveServer, framing: list[str], request_id: str
+) -> None:
+    smuggled = request("GET", f"/echo/smuggled-{request_id}", HOST)
+    with RawClient(server.host, server.port) as client:
+        client.send(request("POST", "/upload", HOST, *framing, body=b"0\r\n\r\n" + smuggled))
+        assert client.read_response().status == 400
+        assert client.closed_within(5), client.buf
+        assert client.buf == b""  # nothing after the 400: the hidden request was not answered
+    assert_still_serving(server)
+    assert f"smuggled-{request_id}" not in server.log
+
+
+@pytest.fixture
+def request_id(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.id)
+
+
+# --- 3. limits ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        pytest.param(request("GET", "/" + "a" * 1100, HOST), 414, id="request-line"),
+        pytest.param(
+            request("GET", "/", HOST, *(f"X-H{i}: v" for i in range(25))), 431, id="count"
+        ),
+        pytest.param(
+            request("GET", "/", HOST, *(f"X-H{i}: {'v' * 900}" for i in range(5))), 431, id="total"
+        ),
+        pytest.param(request("GET", "/", HOST, f"X-Big: {'v' * 5000}"), 431, id="one-field"),
+        pytest.param(
+            request("GET", "/", HOST, *(f"X-H{i}: {'v' * 900}" for i in range(5)))[:-2],
+            431,
+            id="total-without-end",
+        ),
+    ],
+)
+def test_oversize_heads_are_refused(server: LiveServer, head: bytes, status: int) -> None:
+    with RawClient(server.host, server.port) as client:
+        client.send(head)
+        response = client.read_response()
+        assert response.status == status, (response, server.log)
+        assert client.closed_within(5)
+    assert_still_serving(server)
+
+
+# --- 4. bodies ----------------------------------------------------------------
+
+
+def chunked(*chunks: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        pytest.param(["Content-Length: 5000"], b"", 413, id="length-over"),
+        pytest.param(
+            ["Transfer-Encoding: chunked"], chunked(b"x" * 600, b"y" * 600), 413, id="chunked-over"
+        ),
+        pytest.param(
+            ["Transfer-Encoding: chunked"], b"zz\r\nhello\r\n0\r\n\r\n", 400, id="bad-size"
+        ),
+        pytest.param(["Transfer-Encoding: chunked"], b"5\r\nhelloXX0\r\n\r\n", 400, id="no-crlf"),
+    ],
+)
+def test_refused_bodies_close_the_connection(
+    server: LiveServer, headers: list[str], body: bytes, status: int
+) -> None:
+    with RawClient(server.host, server.port) as client:
+        client.send(request("POST", "/upload", HOST, *headers, body=body))
+        response = client.read_response()  # at once: the view is not waiting for the body
+        assert response.status == status, (response, server.log)
+        assert response.headers["connection"] == "close"
+        assert client.closed_within(5)
+    assert_still_serving(server)
+
+
+def test_bodies_within_the_limit_keep_the_connection(server: LiveServer) -> None:
+    pipelined = request(
+        "PUT", "/upload", HOST, "Transfer-Encoding: chunked", body=chunked(b"ab", b"cde")
+    )
+    pipelined += request("POST", "/upload", HOST, "Content-Length: 1000", body=b"z" * 1000)
+    with RawClient(server.host, server.port) as client:
+        client.send(pipelined)
+        assert client.read_response().body == b'{"size":5}\n'
+        assert client.read_response().body == b'{"size":1000}\n'
+        client.send(request("GET", "/echo/again", HOST))
+        assert client.read_response().status == 200
+
+
+# --- 5. a body that never comes -------------------------------------------------
+
+
+def test_a_body_that_never_comes_does_not_hold_the_thread(live_server: Any) -> None:
+    server = live_server(gunicorn_args("--threads", "1", "--timeout", "2"))
+    with RawClient(server.host, server.port) as stalled:
+        stalled.send(request("POST", "/upload", HOST, "Content-Length: 1000000"))
+        started = time.monotonic()
+        status, _, _ = server.request("GET", "/echo/next", timeout=10)  # queued behind it
+        assert status == 200
+        assert time.monotonic() - started < 2 + 3
+        response = stalled.read_response()
+        assert response.status == 408, (response, server.log)
+        assert stalled.closed_within(2)
+    assert "Traceback" not in server.log
+
+
+# --- 6. proxy settings --------------------------------------------------------
+
+
+def config(**cli: object) -> ServeConfig:
+    facts = Facts(debug=False, platform="linux", cpus=2, gunicorn_importable=True)
+    return resolve(cli=cli, env={}, config={}, extension={}, facts=facts)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "allow", "schemes"),
+    [
+        pytest.param("0", [], {}, id="trust-none"),
+        pytest.param("1", ["*"], {"X-FORWARDED-PROTO": "https"}, id="one-hop-any-peer"),
+        pytest.param(
+            "2,10.0.0.1,192.168.0.0/16",
+            ["10.0.0.1", "192.168.0.0/16"],
+            {"X-FORWARDED-PROTO": "https"},
+            id="two-hops-from-addresses",
+        ),
+    ],
+)
+def test_proxy_trust_maps_to_gunicorn(
+    proxy: str, allow: list[str], schemes: dict[str, str]
+) -> None:
+    options = gunicorn.settings(config(proxy=proxy), 3, Lifecycle(Flask(__name__)))
+    cfg = Config()
+    for name in ("forwarded_allow_ips", "secure_scheme_headers", "forwarder_headers"):
+        cfg.set(name, options[name])
+    assert cfg.forwarded_allow_ips == allow
+    assert cfg.secure_scheme_headers == schemes
+    assert cfg.forwarder_headers == []  # no header may set SCRIPT_NAME or PATH_INFO
+
+
+def test_gunicorn_trusts_no_forwarded_header_by_default(server: LiveServer) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "SCRIPT_NAME": "/evil"}
+    environ = server.get_json("/echo/x", headers=headers)  # from loopback, gunicorn's default
+    assert environ["wsgi.url_scheme"] == "http"
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/echo/x")
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [
+        ("keepalive", "--keepalive"),
+        ("limit_request_line", "--max-request-line"),
+        ("limit_request_fields", "--max-header-count"),
+        ("limit_request_field_size", "--max-header-size"),
+        ("forwarded_allow_ips", "--proxy"),
+        ("forwarder_headers", "--proxy"),
+    ],
+)
+def test_wire_settings_cannot_be_overridden(name: str, flag: str) -> None:
+    with pytest.raises(ConfigError, match=f"use {flag} instead"):
+        gunicorn.check_options(config(server_options={name: 1}))
+
+
+def test_limits_map_to_gunicorn() -> None:
+    cli = {
+        "keepalive": 7,
+        "max_request_line": 1000,
+        "max_header_count": 30,
+        "max_header_size": "8K",
+    }
+    options = gunicorn.settings(config(**cli), 3, Lifecycle(Flask(__name__)))
+    assert options["keepalive"] == 7
+    assert options["limit_request_line"] == 1000
+    assert options["limit_request_fields"] == 30
+    assert options["limit_request_field_size"] == 8192
+
+
+# --- the gate's verdict on a partial head -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "verdict"),
+    [
+        pytest.param(b"", None, id="nothing-yet"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\n", None, id="headers-coming"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", PASS, id="complete"),
+        pytest.param(b"GET / HTTP/1.1\r\n\r\nGET /next", PASS, id="complete-then-more"),
+        pytest.param(b"GET / HTTP/1.1\nHost: x\n\n", PASS, id="bare-lf-for-gunicorn-to-refuse"),
+        pytest.param(b"GET /" + b"a" * 300, 414, id="line-too-long"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"v" * 600, 431, id="too-large-unfinished"),
+        pytest.param(b"GET / HTTP/1.1\r\nX: " + b"v" * 600 + b"\r\n\r\n", 431, id="too-large"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
+            400,
+            id="transfer-encoding-twice",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nTransfer-Encoding: x\r\n",
+            PASS,
+            id="transfer-encoding-in-the-body",
+        ),
+    ],
+)
+def test_head_verdict(head: bytes, verdict: int | None) -> None:
+    assert head_verdict(bytearray(head), 0, max_size=512, max_line=256) == verdict
+
+
+def test_head_verdict_resumes_where_it_stopped() -> None:
+    head = bytearray(b"GET / HTTP/1.1\r\nHost: x\r\n\r")
+    assert head_verdict(head, 0, 512, 256) is None
+    head += b"\n"
+    assert head_verdict(head, len(head) - 1, 512, 256) == PASS
