@@ -179,7 +179,8 @@ class Channel(HTTPChannel):
             f"Server: {self.adj.ident}",
         ]
         data = ("\r\n".join(head) + "\r\n\r\n" + body).encode("latin-1")
-        if self.socket is not None:
+        # Not behind the unsent rest of an earlier response (a pipelining client).
+        if self.socket is not None and not self.total_outbufs_len:
             with contextlib.suppress(OSError):  # the client is gone or not reading
                 self.socket.send(data)
         self.will_close = True
