@@ -1,7 +1,9 @@
-"""Raw HTTP/1.1 over a socket, for tests where the exact bytes on the wire matter.
+"""Raw HTTP/1.1 over a socket, for tests where the exact bytes matter.
 
-``http.client`` normalises what it sends and hides what the server does with
-the connection; this sends bytes as given and reads responses as they come.
+Send any bytes, read one complete response (Content-Length, chunked, or
+until the server closes), and tell whether the server closed the connection.
+A reset counts as closed: a server that closes with request bytes still
+unread sends one, after its response (Linux keeps that response readable).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from dataclasses import dataclass, field
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
-    body: bytes = b""
+    headers: dict[str, str]  # lower-case names; repeated names joined with ", "
+    body: bytes
+    raw_head: bytes = field(repr=False, default=b"")
 
 
 class RawClient:
-    """One client connection; every read waits at most ``timeout`` seconds."""
+    """One client connection to ``host:port``; every read has a deadline."""
 
     def __init__(self, host: str, port: int, timeout: float = 10) -> None:
-        self.sock = socket.create_connection((host.strip("[]"), port), timeout=timeout)
-        self.buf = b""
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buffer = b""
         self.eof = False
 
     def __enter__(self) -> RawClient:
@@ -38,72 +42,92 @@ class RawClient:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _fill(self) -> None:
-        """Read more; EOF or a reset both end the stream."""
+    def _fill(self, deadline: float) -> bool:
+        """Read more into the buffer; False at EOF (or reset)."""
         if self.eof:
-            raise ConnectionError(f"connection closed; unparsed: {self.buf[:200]!r}")
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no data from the server in time")
+        self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
         except ConnectionResetError:
             data = b""
         if not data:
             self.eof = True
-        self.buf += data
+            return False
+        self.buffer += data
+        return True
 
-    def _take(self, size: int) -> bytes:
-        while len(self.buf) < size:
-            self._fill()
-        data, self.buf = self.buf[:size], self.buf[size:]
+    def _take(self, size: int, deadline: float) -> bytes:
+        while len(self.buffer) < size:
+            if not self._fill(deadline):
+                raise ConnectionError(f"closed after {len(self.buffer)} of {size} bytes")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
+    def _line(self, deadline: float) -> bytes:
+        while b"\r\n" not in self.buffer:
+            if not self._fill(deadline):
+                raise ConnectionError("closed in the middle of a line")
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
         return line
 
-    def read_response(self) -> Response:
-        """The next complete response (raises ``TimeoutError`` if none comes)."""
-        status = int(self._line().split(b" ", 2)[1])
+    def response(self, timeout: float | None = None) -> Response:
+        """Read one response; ``ConnectionError`` if the server closes first."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._fill(deadline):
+                raise ConnectionError(f"closed before a full response: {self.buffer!r}")
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
         headers: dict[str, str] = {}
-        while line := self._line():
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = self._take(int(headers["content-length"]))
-        elif "chunked" in headers.get("transfer-encoding", ""):
-            body = self._chunked()
-        elif status < 200 or status in (204, 304):
-            body = b""
-        else:
-            while not self.eof:
-                self._fill()
-            body, self.buf = self.buf, b""
-        return Response(status, headers, body)
+        for line in lines:
+            name, _, value = line.partition(":")
+            key = name.strip().lower()
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+        body = self._body(headers, deadline)
+        return Response(int(status_line.split()[1]), headers, body, head)
 
-    def _chunked(self) -> bytes:
-        body = b""
-        while size := int(self._line().split(b";")[0], 16):
-            body += self._take(size)
-            self._line()
-        while self._line():  # trailers
+    def _body(self, headers: dict[str, str], deadline: float) -> bytes:
+        if "content-length" in headers:
+            return self._take(int(headers["content-length"]), deadline)
+        if "chunked" in headers.get("transfer-encoding", ""):
+            chunks = []
+            while size := int(self._line(deadline).split(b";")[0], 16):
+                chunks.append(self._take(size, deadline))
+                self._take(2, deadline)
+            while self._line(deadline):  # trailer fields, then the empty line
+                pass
+            return b"".join(chunks)
+        while self._fill(deadline):  # delimited by the server closing
             pass
+        body, self.buffer = self.buffer, b""
         return body
 
-    def closed_within(self, seconds: float) -> bool:
-        """Whether the server closes the connection within ``seconds``
-        (any bytes still unread are discarded)."""
-        deadline = time.monotonic() + seconds
-        while not self.eof:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.sock.settimeout(remaining)
-            try:
-                self._fill()
-            except TimeoutError:
-                return False
-        return True
+    def wait_closed(self, timeout: float) -> float | None:
+        """Seconds until the server closed the connection, or None if it is
+        still open after ``timeout``. Bytes that arrive meanwhile stay in
+        :attr:`buffer` for the caller to check."""
+        started = time.monotonic()
+        deadline = started + timeout
+        try:
+            while self._fill(deadline):
+                pass
+        except TimeoutError:
+            return None
+        return time.monotonic() - started
+
+
+def exchange(host: str, port: int, data: bytes, timeout: float = 10) -> tuple[Response, bool]:
+    """Send ``data`` on a new connection; the first response, and whether the
+    server then closed the connection (within ``timeout``) without sending more."""
+    with RawClient(host, port, timeout) as client:
+        client.send(data)
+        response = client.response()
+        closed = client.wait_closed(timeout) is not None and not client.buffer
+    return response, closed
 
 
 def request(method: str, path: str, *headers: str, body: bytes = b"") -> bytes:

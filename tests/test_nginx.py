@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import PROD_BACKENDS
 from .nginx_harness import (
     Nginx,
     emit_nginx,
@@ -99,8 +100,11 @@ def test_prefix_through_nginx(
     assert status == 404
 
 
-def test_client_address_and_scheme_reach_the_app(live_server: Any, nginx_for: Any) -> None:
-    servers = two_instances(live_server, "gunicorn", "--url-prefix", "/app")
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_client_address_and_scheme_reach_the_app(
+    live_server: Any, nginx_for: Any, backend: str
+) -> None:
+    servers = two_instances(live_server, backend, "--url-prefix", "/app")
     site = emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1", "--url-prefix", "/app")
     nginx = nginx_for(site, tls=True)
 

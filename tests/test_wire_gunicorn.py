@@ -133,8 +133,8 @@ def test_slow_clients_do_not_starve_others(live_server: Any) -> None:
             assert status == 200, (latencies, server.log)
             time.sleep(max(0.0, started + 0.2 - time.monotonic()))
         trickling.join(20)
-        assert silent.closed_within(3)
-        assert silent.buf == b""  # closed without an answer: it asked nothing
+        assert silent.wait_closed(3) is not None
+        assert silent.buffer == b""  # closed without an answer: it asked nothing
     finally:
         tricklers.close()
         silent.close()
@@ -165,9 +165,9 @@ def test_ambiguous_framing_is_refused(
     smuggled = request("GET", f"/echo/smuggled-{request_id}", HOST)
     with RawClient(server.host, server.port) as client:
         client.send(request("POST", "/upload", HOST, *framing, body=b"0\r\n\r\n" + smuggled))
-        assert client.read_response().status == 400
-        assert client.closed_within(5), client.buf
-        assert client.buf == b""  # nothing after the 400: the hidden request was not answered
+        assert client.response().status == 400
+        assert client.wait_closed(5) is not None, client.buffer
+        assert client.buffer == b""  # nothing after the 400: the hidden request was not answered
     assert_still_serving(server)
     assert f"smuggled-{request_id}" not in server.log
 
@@ -201,9 +201,9 @@ def request_id(request: pytest.FixtureRequest) -> str:
 def test_oversize_heads_are_refused(server: LiveServer, head: bytes, status: int) -> None:
     with RawClient(server.host, server.port) as client:
         client.send(head)
-        response = client.read_response()
+        response = client.response()
         assert response.status == status, (response, server.log)
-        assert client.closed_within(5)
+        assert client.wait_closed(5) is not None
     assert_still_serving(server)
 
 
@@ -232,10 +232,10 @@ def test_refused_bodies_close_the_connection(
 ) -> None:
     with RawClient(server.host, server.port) as client:
         client.send(request("POST", "/upload", HOST, *headers, body=body))
-        response = client.read_response()  # at once: the view is not waiting for the body
+        response = client.response()  # at once: the view is not waiting for the body
         assert response.status == status, (response, server.log)
         assert response.headers["connection"] == "close"
-        assert client.closed_within(5)
+        assert client.wait_closed(5) is not None
     assert_still_serving(server)
 
 
@@ -246,10 +246,10 @@ def test_bodies_within_the_limit_keep_the_connection(server: LiveServer) -> None
     pipelined += request("POST", "/upload", HOST, "Content-Length: 1000", body=b"z" * 1000)
     with RawClient(server.host, server.port) as client:
         client.send(pipelined)
-        assert client.read_response().body == b'{"size":5}\n'
-        assert client.read_response().body == b'{"size":1000}\n'
+        assert client.response().body == b'{"size":5}\n'
+        assert client.response().body == b'{"size":1000}\n'
         client.send(request("GET", "/echo/again", HOST))
-        assert client.read_response().status == 200
+        assert client.response().status == 200
 
 
 # --- 5. a body that never comes -------------------------------------------------
@@ -263,9 +263,9 @@ def test_a_body_that_never_comes_does_not_hold_the_thread(live_server: Any) -> N
         status, _, _ = server.request("GET", "/echo/next", timeout=10)  # queued behind it
         assert status == 200
         assert time.monotonic() - started < 2 + 3
-        response = stalled.read_response()
+        response = stalled.response()
         assert response.status == 408, (response, server.log)
-        assert stalled.closed_within(2)
+        assert stalled.wait_closed(2) is not None
     assert "Traceback" not in server.log
 
 

@@ -5,11 +5,13 @@ in-flight requests die. :func:`run` therefore drives the loop itself, and on
 the first SIGTERM or Ctrl+C it takes the connections the kernel has already
 queued, stops listening (new connections are refused), lets every request in
 flight finish within ``graceful_timeout``, then stops. A second signal stops
-at once.
+at once. The loop also applies the header deadline and keep-alive limit of
+:mod:`.waitress_http`, whose stricter parser the server uses.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import time
@@ -19,20 +21,31 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.utilities import queue_logger
 
 from . import GRACE_EXPIRED, check_server_options
+from .waitress_http import channel_class, check_deadlines
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
+    from ..proxy import ProxyTrust
 
 # waitress options that our own options set (the socket is passed separately).
 _OURS = {
     "threads": "--threads",
     "channel_timeout": "--timeout",
+    "cleanup_interval": "--timeout",
     "backlog": "--backlog",
+    "max_request_header_size": "--max-header-size",
+    "max_request_body_size": "--max-body-size",
+    "trusted_proxy": "--proxy",
+    "trusted_proxy_count": "--proxy",
+    "trusted_proxy_headers": "--proxy",
+    "clear_untrusted_proxy_headers": "--proxy",
+    "log_untrusted_proxy_headers": "--proxy",
     "url_prefix": "--url-prefix",
     "host": "--host",
     "port": "--port",
@@ -46,17 +59,41 @@ def adjustments(config: ServeConfig) -> dict[str, Any]:
     """The waitress options for ``config``."""
     return {
         "threads": config.threads,
+        # Inactivity limit, e.g. for a body that stops arriving; checked every
+        # second rather than waitress's default 30.
         "channel_timeout": config.timeout,
+        "cleanup_interval": 1,
         "backlog": config.backlog,
+        # waitress refuses a size equal to its limit; ours is the largest accepted.
+        "max_request_header_size": config.max_header_size + 1,
+        "max_request_body_size": config.max_body_size + 1,
         # Prefix mounting is ours (the same under every server); waitress's own
         # url_prefix would also serve paths outside the prefix.
         "url_prefix": "",
-        # Never show tracebacks to clients, and trust no proxy header.
-        "expose_tracebacks": False,
-        "clear_untrusted_proxy_headers": True,
+        "expose_tracebacks": False,  # never show tracebacks to clients
+        # waitress's default of 100 open connections lets 100 slow clients
+        # hold every slot until the header deadline; connections are cheap
+        # here (one event loop), threads are what is scarce.
+        "connection_limit": 1000,
         "ident": "waitress",
+        **proxy_adjustments(config.proxy),
         **config.server_options,
     }
+
+
+def proxy_adjustments(proxy: ProxyTrust) -> dict[str, Any]:
+    """waitress's forwarded-header options for ``proxy``.
+
+    Forwarded headers are applied by our ForwardedHeaders middleware, one
+    implementation for every server: waitress's ``trusted_proxy`` takes a
+    single address (not a list or a network), and it would rewrite
+    REMOTE_ADDR before the middleware could check the real peer against
+    ``proxy.addresses``. waitress's own clearing stays off too: the
+    middleware removes every forwarded header from an untrusted peer
+    (waitress would leave X-Forwarded-Prefix), and it can only log its hint
+    ("serve with --proxy 1") if it sees them.
+    """
+    return {"trusted_proxy": None, "clear_untrusted_proxy_headers": False}
 
 
 REUSE_PORT = False  # one process: nothing to spread connections over
@@ -87,15 +124,19 @@ def run(
     wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
 ) -> int:
     server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
+    server.channel_class = channel_class(config)  # before the loop accepts anyone
+    queue_logger.addFilter(_EVERY_10_SECONDS)
     stop = _StopRequest(server)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     lifecycle.run("on_start")
     lifecycle.run("worker_init")
     try:
+        deadlines = _Deadlines(server)
         while not stop.requested:
-            wasyncore.loop(timeout=1.0, map=server._map, use_poll=True, count=1)
-        finished = _drain(server, config.graceful_timeout)
+            wasyncore.loop(timeout=_TICK, map=server._map, use_poll=True, count=1)
+            deadlines.check()
+        finished = _drain(server, config.graceful_timeout, deadlines)
     except KeyboardInterrupt:
         finished = False
     finally:
@@ -105,7 +146,47 @@ def run(
     return 0 if finished else GRACE_EXPIRED
 
 
-def _drain(server: Any, grace: float) -> bool:
+class _Every:
+    """A logging filter that lets one record through per ``seconds``.
+
+    waitress warns "Task queue depth is N" for every request that waits for
+    a thread: thousands of lines a second under load. One now and then still
+    says that all threads are busy.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self.next:
+            return False
+        self.next = now + self.seconds
+        return True
+
+
+_EVERY_10_SECONDS = _Every(10.0)
+
+# Seconds between deadline checks, and the longest the loop waits for an event.
+_TICK = 0.5
+
+
+class _Deadlines:
+    """Apply the connections' deadlines at most every ``_TICK`` seconds (cheap when not due)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.due = 0.0
+
+    def check(self) -> None:
+        now = time.time()  # waitress's clock
+        if now >= self.due:
+            self.due = now + _TICK
+            check_deadlines(self.server, now)
+
+
+def _drain(server: Any, grace: float, deadlines: _Deadlines) -> bool:
     """Serve what is queued and in flight, without accepting more; True when done in time."""
     while True:  # accept what the kernel already queued: those clients were promised a reply
         before = len(server._map)
@@ -127,6 +208,7 @@ def _drain(server: Any, grace: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+        deadlines.check()  # a client still sending its headers gets no extra time
 
 
 def _busy(channel: Any) -> bool:
