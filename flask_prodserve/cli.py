@@ -22,6 +22,7 @@ from . import checks, emit, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
+from .logbuffer import BatchingStreamHandler
 from .middleware import access_logger
 
 if TYPE_CHECKING:
@@ -218,7 +219,9 @@ def _configure_access_log(path: str) -> None:
     if not access_logger.handlers:
         try:
             handler: logging.Handler = (
-                logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path)
+                BatchingStreamHandler(sys.stdout)
+                if path == "-"
+                else BatchingStreamHandler(open(path, "a", encoding="utf-8"))  # noqa: SIM115
             )
         except OSError as exc:
             raise ServeError(

@@ -65,6 +65,20 @@ class LiveServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, deadline: float = 10) -> str:
+        """The log, once ``text`` is in it (access lines are written in batches)."""
+        end = time.monotonic() + deadline
+        while text not in (log := self.log):
+            assert time.monotonic() < end, f"{text!r} not logged within {deadline}s:\n{log}"
+            time.sleep(0.05)
+        return log
+
+    def assert_never_reached(self, path: str) -> None:
+        """``path`` never reached the app: a later request is logged, ``path`` is not."""
+        marker = f"/echo/after-{time.monotonic_ns()}"
+        assert self.request("GET", marker)[0] == 200
+        assert path not in self.wait_for_log(marker)
+
     def wait_ready(self, deadline: float = 30) -> None:
         end = time.monotonic() + deadline
         assert self.proc is not None

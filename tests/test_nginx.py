@@ -90,8 +90,11 @@ def test_prefix_through_nginx(
     status, headers, body = nginx.request("/app/static/x.css")
     assert (status, body) == (200, STATIC.read_bytes())
     assert "x-upstream" not in headers or not headers["x-upstream"]
-    logs = "".join(s.log for s in servers)
-    assert "GET /app/echo/x " in logs  # the instances do log what they serve
+    # The instances log what they serve (in batches: wait for the line).
+    deadline = time.monotonic() + 10
+    while "GET /app/echo/x " not in (logs := "".join(s.log for s in servers)):
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.05)
     assert "static/x.css" not in logs
 
     status, _, body = nginx.request("/healthz")

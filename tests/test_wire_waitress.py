@@ -170,17 +170,6 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         server.kill()
 
 
-def assert_never_reached(server: LiveServer, path: str) -> None:
-    """``path`` never reached the app: a later request is logged, ``path`` is not."""
-    marker = f"/echo/after-{time.monotonic_ns()}"
-    assert server.request("GET", marker)[0] == 200
-    deadline = time.monotonic() + 10
-    while marker not in server.log:
-        assert time.monotonic() < deadline, server.log
-        time.sleep(0.05)
-    assert path not in server.log
-
-
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -212,7 +201,7 @@ def test_ambiguous_framing_is_refused(wire: LiveServer, line: bytes, fields: lis
     assert response.status == 400, response
     assert response.headers["connection"] == "close"
     assert closed
-    assert_never_reached(wire, "/smuggled")
+    wire.assert_never_reached("/smuggled")
 
 
 def test_pipelined_request_after_a_valid_chunked_body_is_served(wire: LiveServer) -> None:
