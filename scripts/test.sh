@@ -18,9 +18,23 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     sudo=()
     if [ "$(id -u)" != 0 ]; then sudo=(sudo -n); fi
     apt_log=$(mktemp)
-    if ! { ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+    # Debian starts an installed service (nginx on port 80) unless policy-rc.d
+    # says no: the tests start their own nginx and must leave nothing running.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ] && printf '#!/bin/sh\nexit 101\n' \
+            | ${sudo[@]+"${sudo[@]}"} tee "$policy" >/dev/null 2>&1; then
+        ${sudo[@]+"${sudo[@]}"} chmod +x "$policy"
+        made_policy=1
+    fi
+    installed=0
+    if { ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -q \
             && ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
                 --no-install-recommends nginx; } >"$apt_log" 2>&1; then
+        installed=1
+    fi
+    if [ "$made_policy" = 1 ]; then ${sudo[@]+"${sudo[@]}"} rm -f "$policy"; fi
+    if [ "$installed" != 1 ]; then
         echo "Error: nginx is missing and 'apt-get install nginx' failed (needs root or passwordless sudo; log: $apt_log); the nginx tests cannot run without it." >&2
         exit 1
     fi

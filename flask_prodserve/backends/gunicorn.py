@@ -189,6 +189,10 @@ def _own_listener(shared: Any, backlog: int) -> socket.socket:
     own = socket.socket(shared.family, socket.SOCK_STREAM)
     own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # As gunicorn does for its listeners (accepted sockets inherit it): the
+    # response's head and body are separate writes, and Nagle's algorithm
+    # would hold the body back until the client acknowledged the head.
+    own.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     own.bind(shared.getsockname())
     own.listen(backlog)
     return own
