@@ -34,6 +34,7 @@ from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import RequestTimeout
 
+from ..framing import head_framing_problem
 from ..limits import CLOSE_CONNECTION
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ _T = TypeVar("_T")
 #: Where a request head ends: the empty line. A bare-LF one is let through
 #: for gunicorn's parser to refuse (400) rather than left to time out.
 _HEAD_END = re.compile(rb"\n\r?\n")
-_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_TRANSFER_ENCODING = b"transfer-encoding"
 _READ_SIZE = 64 * 1024
 #: How long a refused connection is read (and what arrives discarded) before
 #: it is closed: closing with unread bytes would reset the connection and
@@ -87,11 +88,10 @@ def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) ->
         return 431 if len(head) >= max_size else None
     if end.end() > max_size:
         return 431
-    # Two Transfer-Encoding lines: a proxy in front that reads only one of them
-    # frames the body differently from us, and the rest of it becomes a request
-    # of its own (smuggling). gunicorn refuses "chunked" twice and chunked with
-    # Content-Length, but not e.g. "gzip" on one line and "chunked" on the next.
-    if head[: end.start()].lower().count(_TRANSFER_ENCODING) > 1:
+    # gunicorn refuses "chunked" twice and chunked with Content-Length, but not
+    # e.g. "gzip" on one line and "chunked" on the next: check them all here.
+    block = bytes(head[: end.start()])
+    if _TRANSFER_ENCODING in block.lower() and head_framing_problem(block):
         return 400
     return PASS
 

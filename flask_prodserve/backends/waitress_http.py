@@ -32,6 +32,7 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import WSGITask
 from waitress.utilities import BadRequest, Error, RequestHeaderFieldsTooLarge, build_http_date
 
+from ..framing import head_framing_problem
 from ..limits import CLOSE_CONNECTION
 
 if TYPE_CHECKING:
@@ -98,32 +99,10 @@ class Parser(HTTPRequestParser):
             self.limit_error = RequestHeaderFieldsTooLarge(problem)
             raise ParsingError(problem)
         if b"transfer-encoding" in block.lower():
-            lines = (f.partition(b":") for f in block.split(_CRLF) if f)
-            framing = framing_problem(line.rstrip(), [(n.lower(), v) for n, _, v in lines])
+            framing = head_framing_problem(header_plus)
             if framing:
                 raise ParsingError(framing)
         super().parse_header(header_plus)
-
-
-def framing_problem(line: bytes, fields: list[tuple[bytes, bytes]]) -> str | None:
-    """Why the body's length could be read two ways, or None.
-
-    ``fields`` are (lower-case name, value) pairs. RFC 9112 (6.1, 6.3) lets a
-    server refuse these; a proxy that picks the other reading would see a
-    second request hidden in the body.
-    """
-    codings = [v for name, v in fields if name == b"transfer-encoding"]
-    if not codings:
-        return None
-    if len(codings) > 1:
-        return "Transfer-Encoding is given more than once."
-    if [c.strip(b" \t").lower() for c in codings[0].split(b",")].count(b"chunked") > 1:
-        return "Transfer-Encoding lists chunked more than once."
-    if any(name == b"content-length" for name, _ in fields):
-        return "Both Transfer-Encoding and Content-Length are given."
-    if not line.endswith(b" HTTP/1.1"):
-        return "Transfer-Encoding is only accepted in HTTP/1.1 requests."
-    return None
 
 
 class Task(WSGITask):
