@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .wsgibody import ObservedBody
+from .wsgibody import ObservedBody, plain_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -97,9 +97,4 @@ def _refuse(
     environ: WSGIEnvironment, start_response: StartResponse, status: str, message: str
 ) -> list[bytes]:
     environ[CLOSE_CONNECTION] = True
-    body = f"{status[4:]}: {message}\n".encode()
-    start_response(
-        status,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
+    return plain_response(start_response, status, f"{status[4:]}: {message}\n".encode())

@@ -28,7 +28,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .limits import BodyLimit
 from .proxy import ForwardedHeaders
-from .wsgibody import ObservedBody
+from .wsgibody import ObservedBody, plain_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -81,22 +81,12 @@ class HealthCheck:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == self.path:
-            return _plain(start_response, "200 OK", b"ok\n")
+            return plain_response(start_response, "200 OK", b"ok\n")
         if path == self.ready_path:
             if self.is_ready():
-                return _plain(start_response, "200 OK", b"ready\n")
-            return _plain(start_response, "503 Service Unavailable", b"not ready\n")
+                return plain_response(start_response, "200 OK", b"ready\n")
+            return plain_response(start_response, "503 Service Unavailable", b"not ready\n")
         return self.app(environ, start_response)
-
-
-def _plain(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
-    headers = [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-    ]
-    start_response(status, headers)
-    return [body]
 
 
 _COMBINED = (

@@ -1,8 +1,23 @@
-"""A response body wrapper shared by the middleware."""
+"""Response helpers shared by the middleware."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+
+
+def plain_response(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
+    """A short text/plain response that no cache keeps (health answers, refusals)."""
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    start_response(status, headers)
+    return [body]
 
 
 class ObservedBody:
