@@ -16,7 +16,6 @@ session backend.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from flask.sessions import SecureCookieSessionInterface
 from .config import Layer
 from .errors import ConfigError, ProdServeError
 from .prefixtest import PrefixFailure, prefix_self_test
+from .sockets import is_loopback
 
 if TYPE_CHECKING:
     from .config import ServeConfig
@@ -132,16 +132,6 @@ def check(
         return find
 
     return register
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost
 
 
 # -- 1xx debugging -------------------------------------------------------------

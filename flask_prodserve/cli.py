@@ -24,13 +24,12 @@ from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
 from .logbuffer import BatchingStreamHandler
 from .middleware import access_logger
+from .sockets import is_loopback
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from .config import ServeConfig
-
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class _OptionType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
@@ -271,7 +270,7 @@ def _banner(
         lines.append(f" * Access log: {f'on, to {where}' if config.access_log else 'off'}")
     else:
         lines.append(" * Not for production: use 'flask serve --prod' when you deploy")
-    if config.debugger and config.host not in _LOOPBACK:
+    if config.debugger and not is_loopback(config.host):
         lines.append(
             " * WARNING: the debugger is on and this address can be reached from other "
             "machines; anyone who reaches it can run code on this computer."

@@ -9,6 +9,7 @@ and hands each server a socket it already knows how to adopt (waitress
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import sys
 
@@ -90,3 +91,13 @@ def display_urls(sock: socket.socket, prefix: str) -> list[str]:
         hosts = ["::1", get_interface_ip(socket.AF_INET6)]
     shown = [f"[{h}]" if ":" in h else h for h in dict.fromkeys(hosts)]
     return [f"http://{h}:{port}{prefix}/" for h in shown]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost
