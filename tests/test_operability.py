@@ -108,26 +108,18 @@ def test_request_outliving_the_grace_period_is_cut(live_server: Any, backend: st
     assert "Stopped after the 1 s grace period: requests still running were cut" in server.log
 
 
+def hooks_app_args(backend: str, *extra: str) -> list[str]:
+    app = ["--app", "tests.live_apps.hooks_app"]
+    return [*app, "serve", "--prod", "--server", backend, "--port", "0", *extra]
+
+
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 def test_health_path_answers_outside_the_app(
     live_server: Any, backend: str, tmp_path: Path
 ) -> None:
     ready = tmp_path / "ready"
     env = {"HOOKS_RECORD": str(tmp_path / "hooks.txt"), "HOOKS_READY_FILE": str(ready)}
-    args = [
-        "--app",
-        "tests.live_apps.hooks_app",
-        "serve",
-        "--prod",
-        "--server",
-        backend,
-        "--port",
-        "0",
-        "--url-prefix",
-        "/app",
-        "--health-path",
-        "healthz",
-    ]
+    args = hooks_app_args(backend, "--url-prefix", "/app", "--health-path", "healthz")
     server = live_server(args, env=env)
     assert server.request("GET", "/app/")[0] == 500  # the app's own / is broken
     status, _headers, body = server.request("GET", "/healthz")
@@ -146,16 +138,7 @@ def test_hooks_run_once_per_worker(
 ) -> None:
     record = tmp_path / "hooks.txt"
     env = {"HOOKS_RECORD": str(record), "HOOKS_READY_FILE": str(tmp_path / "r")}
-    args = [
-        "--app",
-        "tests.live_apps.hooks_app",
-        "serve",
-        "--prod",
-        "--server",
-        backend,
-        "--port",
-        "0",
-    ]
+    args = hooks_app_args(backend)
     if backend == "gunicorn":
         args += ["--workers", str(workers)]
     server = live_server(args, env=env)
