@@ -22,7 +22,7 @@ from . import checks, emit, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
-from .logbuffer import BatchingStreamHandler
+from .logbuffer import PLAIN, BatchingStreamHandler
 from .middleware import access_logger
 from .sockets import is_loopback
 
@@ -227,7 +227,7 @@ def _configure_access_log(path: str) -> None:
                 f"Cannot open the access log file {path!r} (from access_log_file): "
                 f"{exc.strerror}. Use an existing folder you can write to, or - for stdout."
             ) from None
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(PLAIN)
         access_logger.addHandler(handler)
         # Lines go to our handler only, not also to whatever the root logger prints.
         access_logger.propagate = False

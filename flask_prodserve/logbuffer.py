@@ -7,6 +7,10 @@ switch interval each time). Measured under waitress with 32 threads, that
 cost two thirds of the throughput. This handler keeps lines in memory and
 writes them at most every ``interval`` seconds (or when ``max_size``
 characters are pending) from a background thread, and on exit.
+
+:func:`direct_handler` lets the access log skip the logging module's
+record-making (about 50 microseconds a request under load, measured) when
+its lines would reach this handler unchanged anyway.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import threading
 import time
 from collections import deque
 from typing import TextIO
+
+#: The formatter of the access log's own handler: the line as it was made.
+PLAIN = logging.Formatter("%(message)s")
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -40,10 +47,15 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.pending.append(self.format(record) + self.terminator)
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """Queue one formatted line (what :meth:`emit` does after formatting)."""
+        self.pending.append(line + self.terminator)
         if self.flusher_pid != os.getpid():
             self._start_flusher()
         if len(self.pending) >= self.max_lines:
@@ -69,3 +81,24 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         while True:
             time.sleep(self.interval)
             self.flush()
+
+
+def direct_handler(logger: logging.Logger) -> BatchingStreamHandler | None:
+    """The handler that alone gets ``logger``'s INFO lines, unchanged, if there
+    is one: writing to it is what logging would do, minus the ``LogRecord``.
+
+    Checked for every line (a few attribute reads), so a handler, filter or
+    formatter the app adds later is honoured from its next request on.
+    """
+    handlers = logger.handlers
+    if len(handlers) != 1 or logger.propagate or logger.filters:
+        return None
+    handler = handlers[0]
+    if (
+        type(handler) is not BatchingStreamHandler
+        or handler.filters
+        or handler.formatter is not PLAIN
+        or handler.level > logging.INFO
+    ):
+        return None
+    return handler

@@ -27,6 +27,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .limits import BodyLimit
+from .logbuffer import direct_handler
 from .proxy import ForwardedHeaders
 from .wsgibody import ObservedBody, plain_response
 
@@ -134,7 +135,21 @@ class AccessLog:
             )
         else:
             line = self.fmt.format_map(fields)
-        self.logger.info(line)
+        handler = direct_handler(self.logger)
+        if handler is None:
+            self.logger.info(line)
+        else:
+            handler.write_line(line)
+
+
+_clock = (0, "")  # (second, its log time): formatted once a second, not per request
+
+
+def _log_time(second: int) -> str:
+    global _clock
+    if _clock[0] != second:  # threads racing here write the same value
+        _clock = (second, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
+    return _clock[1]
 
 
 def access_fields(
@@ -148,7 +163,7 @@ def access_fields(
     return {
         "remote_addr": environ.get("REMOTE_ADDR", ""),
         "remote_user": environ.get("REMOTE_USER", ""),
-        "time": time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now)),
+        "time": _log_time(int(now)),
         "timestamp": round(now, 6),
         "method": environ.get("REQUEST_METHOD", ""),
         "path": path,

@@ -99,6 +99,10 @@ def as_proxy(value: Any) -> ProxyTrust:
 def forwarded_keys(environ: Iterable[str]) -> list[str]:
     """The environ keys of headers a proxy would set (``X_Forwarded_For``
     lands on the same key as ``X-Forwarded-For``)."""
+    # Most requests have none: one pass over the joined keys, in C, says so.
+    names = " ".join(environ)
+    if "FORWARDED" not in names and "HTTP_X_REAL_IP" not in names:
+        return []
     return [
         k
         for k in environ

@@ -1,12 +1,17 @@
-"""The access log's batching handler."""
+"""The access log's batching handler, and the access log's way around logging."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
-from flask_prodserve.logbuffer import BatchingStreamHandler
+import pytest
+
+from flask_prodserve.logbuffer import PLAIN, BatchingStreamHandler, direct_handler
+from flask_prodserve.middleware import AccessLog
 
 
 def record(message: str) -> logging.LogRecord:
@@ -57,3 +62,61 @@ def test_filters_still_apply() -> None:
     handler.handle(record("keep"))
     handler.flush()
     assert stream.getvalue() == "keep\n"
+
+
+def sole_handler_logger(name: str) -> tuple[logging.Logger, BatchingStreamHandler, io.StringIO]:
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, interval=60)
+    handler.setFormatter(PLAIN)
+    logger = logging.getLogger(f"test.logbuffer.{name}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, handler, stream
+
+
+def test_the_access_log_writes_straight_to_its_own_handler() -> None:
+    logger, handler, stream = sole_handler_logger("direct")
+    assert direct_handler(logger) is handler
+    handler.write_line("GET / 200")
+    handler.flush()
+    assert stream.getvalue() == "GET / 200\n"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda lg, h: lg.addHandler(logging.NullHandler()), id="another-handler"),
+        pytest.param(lambda lg, h: lg.addFilter(lambda r: True), id="logger-filter"),
+        pytest.param(lambda lg, h: h.addFilter(lambda r: True), id="handler-filter"),
+        pytest.param(lambda lg, h: h.setFormatter(logging.Formatter("%(asctime)s")), id="format"),
+        pytest.param(lambda lg, h: h.setLevel(logging.WARNING), id="handler-level"),
+        pytest.param(lambda lg, h: setattr(lg, "propagate", True), id="propagates"),
+    ],
+)
+def test_any_logging_configuration_of_the_apps_own_goes_through_logging(
+    change: Callable[[logging.Logger, BatchingStreamHandler], None],
+) -> None:
+    logger, handler, _ = sole_handler_logger("configured")
+    change(logger, handler)
+    assert direct_handler(logger) is None
+
+
+def test_the_access_log_honours_a_filter_added_while_serving() -> None:
+    logger, handler, stream = sole_handler_logger("filtered")
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    logged = AccessLog(app, logger=logger)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/a", "SERVER_PROTOCOL": "HTTP/1.1"}
+    for path in ("/a", "/b"):
+        if path == "/b":
+            handler.addFilter(lambda r: "/b" not in r.getMessage())
+        body = logged({**environ, "PATH_INFO": path}, lambda *a: None)
+        list(body)
+        body.close()  # type: ignore[attr-defined]
+    handler.flush()
+    assert '"GET /a HTTP/1.1" 200 2' in stream.getvalue()
+    assert "/b" not in stream.getvalue()

@@ -7,6 +7,7 @@ it over raw sockets: what is asserted is what a client sees on the connection.
 
 from __future__ import annotations
 
+import json
 import random
 import select
 import socket
@@ -269,7 +270,77 @@ def test_a_body_that_never_comes_does_not_hold_the_thread(live_server: Any) -> N
     assert "Traceback" not in server.log
 
 
-# --- 6. proxy settings --------------------------------------------------------
+# --- 6. the next request on a kept-alive connection ---------------------------
+# The thread that answered waits FOLLOW_UP (20 ms) for it, then hands the
+# connection back to the event loop: each case runs on both sides of that.
+
+PAUSES = [pytest.param(0, id="at-once"), pytest.param(0.3, id="after-a-pause")]
+
+
+@pytest.mark.parametrize("pause", PAUSES)
+@pytest.mark.parametrize(
+    ("second", "status"),
+    [
+        pytest.param(request("GET", "/echo/second", HOST), 200, id="plain"),
+        # Cases the gate refuses and gunicorn's own parser would not:
+        pytest.param(
+            request("GET", "/", HOST, *(f"X-H{i}: {'v' * 900}" for i in range(5))), 431, id="total"
+        ),
+        pytest.param(
+            request(
+                "POST", "/upload", HOST, "Transfer-Encoding: gzip", "Transfer-Encoding: chunked"
+            )
+            + b"0\r\n\r\n"
+            + request("GET", "/echo/smuggled-keepalive", HOST),
+            400,
+            id="ambiguous-framing",
+        ),
+    ],
+)
+def test_the_next_request_on_a_kept_alive_connection(
+    server: LiveServer, second: bytes, status: int, pause: float
+) -> None:
+    with RawClient(server.host, server.port) as client:
+        client.send(request("GET", "/echo/first", HOST))
+        assert client.response().status == 200
+        time.sleep(pause)
+        client.send(second)
+        assert client.response().status == status, server.log
+        if status != 200:
+            assert client.wait_closed(5) is not None
+            assert client.buffer == b""
+    server.assert_never_reached("smuggled-keepalive")
+
+
+@pytest.mark.parametrize("split", [pytest.param(0.005, id="within"), pytest.param(0.3, id="past")])
+def test_a_next_head_sent_in_pieces_is_served(server: LiveServer, split: float) -> None:
+    # The thread sees the first piece, the rest arrives within or after its wait.
+    second = request("GET", "/echo/pieces", HOST, "X-One: 1", "X-Two: 2")
+    with RawClient(server.host, server.port) as client:
+        client.send(request("GET", "/echo/first", HOST))
+        assert client.response().status == 200
+        client.send(second[:20])
+        time.sleep(split)
+        client.send(second[20:])
+        response = client.response()
+        assert response.status == 200
+        assert json.loads(response.body)["HTTP_X_TWO"] == "2"
+
+
+def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(live_server: Any) -> None:
+    server = live_server(gunicorn_args("--threads", "1"))
+    with RawClient(server.host, server.port) as idle:
+        idle.send(request("GET", "/echo/first", HOST))
+        assert idle.response().status == 200
+        started = time.monotonic()
+        status, _, _ = server.request("GET", "/echo/other", timeout=10)
+        assert status == 200
+        assert time.monotonic() - started < 1  # not after the 5 s keep-alive
+        idle.send(request("GET", "/echo/again", HOST))  # and the idle one still works
+        assert idle.response().status == 200
+
+
+# --- 7. proxy settings --------------------------------------------------------
 
 
 def config(**cli: object) -> ServeConfig:
@@ -280,7 +351,8 @@ def config(**cli: object) -> ServeConfig:
 @pytest.mark.parametrize(
     ("proxy", "allow", "schemes"),
     [
-        pytest.param("0", [], {}, id="trust-none"),
+        # Every peer may set the empty set of headers: gunicorn skips the address check.
+        pytest.param("0", ["*"], {}, id="trust-none"),
         pytest.param("1", ["*"], {"X-FORWARDED-PROTO": "https"}, id="one-hop-any-peer"),
         pytest.param(
             "2,10.0.0.1,192.168.0.0/16",
@@ -300,6 +372,14 @@ def test_proxy_trust_maps_to_gunicorn(
     assert cfg.forwarded_allow_ips == allow
     assert cfg.secure_scheme_headers == schemes
     assert cfg.forwarder_headers == []  # no header may set SCRIPT_NAME or PATH_INFO
+
+
+def test_no_proxy_with_cleartext_http2_trusts_no_peer() -> None:
+    # gunicorn allows h2c only from forwarded_allow_ips: "*" would open it to everyone.
+    options = gunicorn.settings(
+        config(server_options={"http2_cleartext": "upgrade"}), 3, Lifecycle(Flask(__name__))
+    )
+    assert options["forwarded_allow_ips"] == ""
 
 
 def test_gunicorn_trusts_no_forwarded_header_by_default(server: LiveServer) -> None:

@@ -92,7 +92,7 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
         "control_socket_disable": True,
-        **_proxy_settings(config.proxy),
+        **_proxy_settings(config.proxy, h2c="http2_cleartext" in config.server_options),
         "proc_name": "flask-prodserve",
         "post_fork": _reset_stop_signals,
         "when_ready": lambda arbiter: lifecycle.run("on_start"),
@@ -102,7 +102,7 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
     }
 
 
-def _proxy_settings(trust: ProxyTrust) -> dict[str, Any]:
+def _proxy_settings(trust: ProxyTrust, *, h2c: bool = False) -> dict[str, Any]:
     """gunicorn's own handling of forwarded headers, for ``trust``.
 
     gunicorn would trust X-Forwarded-Proto (-Ssl, -Protocol) from loopback,
@@ -112,7 +112,15 @@ def _proxy_settings(trust: ProxyTrust) -> dict[str, Any]:
     header the same way under every server, and strips them otherwise.
     """
     if not trust.hops:
-        return {"forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": ""}
+        # Every peer "trusted" to set nothing: the same as trusting none, but
+        # gunicorn then skips parsing the peer's address for every request
+        # (about 25 microseconds, measured). Not when the app enabled
+        # cleartext HTTP/2, which gunicorn allows from trusted peers only.
+        return {
+            "forwarded_allow_ips": "" if h2c else "*",
+            "secure_scheme_headers": {},
+            "forwarder_headers": "",
+        }
     return {
         "forwarded_allow_ips": ",".join(trust.addresses) or "*",
         "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"},
