@@ -75,7 +75,6 @@ def serve(
             config.port,
             config.backlog,
             where=config.origins["port"].label,
-            reuse_port=backend.REUSE_PORT,
         )
         announce(sockets.display_urls(sock, config.url_prefix), warnings)
     try:

@@ -18,14 +18,8 @@ from werkzeug.serving import get_interface_ip
 from .errors import ServeError
 
 
-def bind(
-    host: str, port: int, backlog: int, *, where: str = "--port", reuse_port: bool = False
-) -> socket.socket:
-    """A listening TCP socket on ``host:port``; raises :class:`ServeError`.
-
-    ``reuse_port`` lets worker processes open their own sockets on the same
-    port (Linux ``SO_REUSEPORT``), so the kernel spreads connections evenly.
-    """
+def bind(host: str, port: int, backlog: int, *, where: str = "--port") -> socket.socket:
+    """A listening TCP socket on ``host:port``; raises :class:`ServeError`."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -45,14 +39,6 @@ def bind(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and host in ("::", ""):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        if reuse_port:
-            # A port shared through SO_REUSEPORT by another server of ours
-            # would not fail the bind below: a plain probe bind still does.
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(address)
-                address = probe.getsockname()  # port 0: keep the port the probe got
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:

@@ -142,6 +142,17 @@ class LiveServer:
             self.proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """Undo what a test's Flask CLI wrote to os.environ (``--debug`` sets
+    FLASK_DEBUG), so no test sees another's; monkeypatch cannot undo a
+    variable that it deleted before it existed."""
+    saved = os.environ.copy()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory: ``live_server(["--app", "x", "serve", ...])`` -> started LiveServer."""

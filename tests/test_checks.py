@@ -336,8 +336,6 @@ def test_ignored_checks_are_skipped_and_unknown_ones_named() -> None:
 
 
 class FakeBackend:
-    REUSE_PORT = False
-
     def __init__(self) -> None:
         self.calls: list[ServeConfig] = []
 

@@ -21,8 +21,6 @@ from flask_prodserve.middleware import access_logger
 
 
 class FakeBackend:
-    REUSE_PORT = False
-
     def __init__(self) -> None:
         self.calls: list[ServeConfig] = []
         self.status = 0

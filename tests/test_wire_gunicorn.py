@@ -13,6 +13,7 @@ import select
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -338,6 +339,27 @@ def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(live_server
         assert time.monotonic() - started < 1  # not after the 5 s keep-alive
         idle.send(request("GET", "/echo/again", HOST))  # and the idle one still works
         assert idle.response().status == 200
+
+
+def test_a_worker_accepts_only_with_a_free_thread(live_server: Any) -> None:
+    # Four 1 s requests on 2 workers x 2 threads: each worker takes two, none
+    # queues a third behind its busy threads while the other has a free one.
+    server = live_server(serve_args("gunicorn", "--workers", "2", "--threads", "2"))
+    barrier = threading.Barrier(4)
+
+    def slow() -> str:
+        barrier.wait(10)
+        status, _, body = server.request("GET", "/sleep?s=1", timeout=30)
+        assert status == 200
+        return body.decode().rsplit(" ", 1)[1]
+
+    pids: list[str] = []
+    threads = [threading.Thread(target=lambda: pids.append(slow())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(Counter(pids).values()) == [2, 2], (pids, server.log)
 
 
 # --- 7. proxy settings --------------------------------------------------------

@@ -35,9 +35,6 @@ GRACE_EXPIRED = 3
 class Backend(Protocol):
     """What a backend module provides."""
 
-    #: Whether workers open their own SO_REUSEPORT sockets on the bound port.
-    REUSE_PORT: bool
-
     def check_options(self, config: ServeConfig) -> None:
         """Raise ConfigError for ``server_options`` this server does not know."""
 

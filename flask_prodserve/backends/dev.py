@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
 
-REUSE_PORT = False  # one process: nothing to spread connections over
 _FD_VAR = "WERKZEUG_SERVER_FD"  # how Werkzeug's reloader hands the socket to its child
 
 

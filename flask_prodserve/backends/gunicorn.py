@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,15 +29,6 @@ if TYPE_CHECKING:
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
     from ..proxy import ProxyTrust
-
-# Each worker listens on its own SO_REUSEPORT socket: with one shared socket,
-# whichever worker wakes first takes every new keep-alive connection (wrk's 32
-# connections were seen split 32/0), leaving the other workers idle.
-REUSE_PORT = sys.platform == "linux"
-# ... except when workers are recycled (max_requests): closing a SO_REUSEPORT
-# socket resets the connections still queued on it, and a recycled worker's
-# socket can get one between its last accept() and its close().
-_own_sockets = False
 
 # gunicorn settings that our own options set, and hooks we rely on.
 _OURS = {
@@ -171,9 +161,6 @@ class _ThreadWorker(GatedWorker):
     def init_process(self) -> None:
         config = cast(EmbeddedApplication, self.app).serve_config
         self.limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
-        if _own_sockets:
-            own = [_own_listener(shared, self.cfg.backlog) for shared in self.sockets]
-            self.sockets = own + self.sockets  # still serve the shared socket's share
         super().init_process()
 
     def set_accept_enabled(self, enabled: bool | None) -> None:
@@ -190,20 +177,6 @@ class _ThreadWorker(GatedWorker):
         super().run()
         if self.nr_conns > 0 and _cut_writer >= 0:
             os.write(_cut_writer, b"x")
-
-
-def _own_listener(shared: Any, backlog: int) -> socket.socket:
-    """A socket of this worker's own on the shared socket's address."""
-    own = socket.socket(shared.family, socket.SOCK_STREAM)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    # As gunicorn does for its listeners (accepted sockets inherit it): the
-    # response's head and body are separate writes, and Nagle's algorithm
-    # would hold the body back until the client acknowledged the head.
-    own.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    own.bind(shared.getsockname())
-    own.listen(backlog)
-    return own
 
 
 class _Arbiter(Arbiter):
@@ -265,8 +238,6 @@ class EmbeddedApplication(BaseApplication):
 def run(
     wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
 ) -> int:
-    global _own_sockets
-    _own_sockets = REUSE_PORT and not config.max_requests
     master = os.getpid()
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).

@@ -14,6 +14,11 @@ The bytes are read (``recv``), not peeked (``MSG_PEEK``): a level-triggered
 poller reports a socket readable for as long as unread bytes wait on it, so
 peeking at a partial head would spin the loop until the rest arrived.
 
+A worker accepts a connection only while it has a thread free for it (see
+:meth:`GatedWorker.has_free_thread`): the others, sharing the listening
+socket, take the rest. gthread accepts up to 1000 and queues their requests
+behind its busy threads, even while another worker idles.
+
 A thread that has answered on a kept-alive connection waits a moment for the
 next request there, while no other work waits for a thread (see
 :data:`FOLLOW_UP`): clients that reuse connections send it at once, and the
@@ -65,6 +70,15 @@ PASS = 0
 #: that waits in recv() holds no CPU and no GIL. Short, and only while no
 #: other connection waits for a thread: an idle client must not hold one.
 FOLLOW_UP = 0.02
+#: How many requests in a row a thread serves on one connection before it
+#: hands the connection back: connections not yet accepted (a worker accepts
+#: only with a free thread) and queued requests get their turn.
+FOLLOW_UPS = 10
+#: How long (seconds) a new connection counts against its worker's free
+#: threads before its first bytes arrive: long enough for a client to send its
+#: request, short enough that clients that never do cannot stop accepting.
+#: (A client that sends part of a head no longer counts: slow ones must not.)
+FRESH = 0.1
 
 _REASONS = {
     400: "Bad Request",
@@ -162,14 +176,41 @@ class GatedWorker(ThreadWorker):
         # is deadline order.
         self.waiting: dict[GatedConn, float] = {}
         self.closing: dict[GatedConn, float] = {}
+        self.fresh: dict[GatedConn, float] = {}  # new and silent: until FRESH is up
+        self.in_threads = 0  # connections given to a thread and not back yet
+        self.threads = int(self.cfg.threads)
         self.gating = _can_gate(self.cfg)
         super().init_process()
+
+    def has_free_thread(self) -> bool:
+        """Whether a connection accepted now would find a thread at once.
+
+        New connections that have sent nothing yet count as busy for
+        :data:`FRESH`: without that, the first worker to wake would accept a
+        whole burst of new connections before any of their requests arrived.
+        """
+        for conn in _expired(self.fresh, time.monotonic()):
+            del self.fresh[conn]
+        return self.in_threads + len(self.fresh) < self.threads
+
+    def set_accept_enabled(self, enabled: bool | None) -> None:
+        # gthread re-enables accepting on every loop while under its connection
+        # limit: accept only while a thread is free.
+        if enabled and self.gating and self.alive:
+            enabled = self.has_free_thread()
+        super().set_accept_enabled(enabled)
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        self.in_threads -= 1
+        super().finish_request(conn, fs)
 
     def handle(self, conn: TConn) -> Any:
         """In a worker thread: serve ``conn``'s request, and the ones that follow
         it on the connection at once (see :data:`FOLLOW_UP`)."""
         keep = super().handle(conn)
-        while keep is True and self._next_head_in_thread(cast(GatedConn, conn)):
+        for _ in range(FOLLOW_UPS):
+            if keep is not True or not self._next_head_in_thread(cast(GatedConn, conn)):
+                break
             keep = super().handle(conn)
         return keep
 
@@ -209,6 +250,8 @@ class GatedWorker(ThreadWorker):
 
     def accept(self, listener: socket.socket) -> None:
         self.accept_one(listener)
+        if self.gating and not self.has_free_thread():
+            self.set_accept_enabled(False)
 
     def accept_one(self, listener: socket.socket) -> bool:
         """Accept one connection if one is queued; whether one was."""
@@ -219,13 +262,16 @@ class GatedWorker(ThreadWorker):
                 return False
             raise
         self.nr_conns += 1
-        self.enqueue_req(GatedConn(self.cfg, sock, client, listener.getsockname(), self))
+        conn = GatedConn(self.cfg, sock, client, listener.getsockname(), self)
+        if self.gating:
+            self.fresh[conn] = time.monotonic() + FRESH
+        self.enqueue_req(conn)
         return True
 
     def enqueue_req(self, conn: TConn) -> None:
         """Every way to a thread (new, kept-alive and pipelining connections) leads here."""
         if not self.gating:
-            super().enqueue_req(conn)
+            self._to_thread(conn)
             return
         gated = cast(GatedConn, conn)
         if isinstance(gated.parser, RequestParser):  # what the last request's parser read ahead
@@ -248,6 +294,7 @@ class GatedWorker(ThreadWorker):
             return
         if data:
             conn.head += data
+            self.fresh.pop(conn, None)  # it is talking: busy or not is up to its head
         verdict = self._verdict(conn) if conn.head else None
         if verdict is None:
             if data == b"":
@@ -258,9 +305,13 @@ class GatedWorker(ThreadWorker):
             self._unwatch(conn)
             del self.waiting[conn]
             conn.data_ready = True  # the thread must not wait for bytes the gate already read
-            super().enqueue_req(conn)
+            self._to_thread(conn)
         else:
             self._refuse(conn, verdict)
+
+    def _to_thread(self, conn: TConn) -> None:
+        self.in_threads += 1  # back in finish_request, on this (the event loop's) thread
+        super().enqueue_req(conn)
 
     def _verdict(self, conn: GatedConn) -> int | None:
         max_line = int(self.cfg.limit_request_line)
@@ -282,6 +333,7 @@ class GatedWorker(ThreadWorker):
         self._unwatch(conn)
         self.waiting.pop(conn, None)
         self.closing.pop(conn, None)
+        self.fresh.pop(conn, None)
         self.nr_conns -= 1
         conn.close()
 
@@ -294,6 +346,7 @@ class GatedWorker(ThreadWorker):
             self._drop(conn)
             return
         del self.waiting[conn]
+        self.fresh.pop(conn, None)
         self._close(conn)
 
     def linger(self, conn: GatedConn) -> None:

@@ -96,9 +96,6 @@ def proxy_adjustments(proxy: ProxyTrust) -> dict[str, Any]:
     return {"trusted_proxy": None, "clear_untrusted_proxy_headers": False}
 
 
-REUSE_PORT = False  # one process: nothing to spread connections over
-
-
 def check_options(config: ServeConfig) -> None:
     # waitress declares its options in one table, Adjustments._params (the
     # source of its own docs and command line); it has no public accessor.

@@ -48,7 +48,7 @@ def login() -> ResponseReturnValue:
 @app.route("/sleep")
 def sleep() -> ResponseReturnValue:
     time.sleep(float(request.args.get("s", "1")))
-    return "slept"
+    return f"slept in {os.getpid()}"
 
 
 @app.route("/boom")
