@@ -163,12 +163,21 @@ class _ThreadWorker(GatedWorker):
         self.limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
         super().init_process()
 
+    stopping = False  # told to stop (SIGTERM), not just recycled (max_requests)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.stopping = True
+        super().handle_exit(sig, frame)
+
     def set_accept_enabled(self, enabled: bool | None) -> None:
         super().set_accept_enabled(enabled)
         if enabled or self.alive:
             return
         for listener in self.sockets:
-            while self.accept_one(listener):  # non-blocking: False on EAGAIN
+            # Only when the whole server stops: a recycled worker leaves the
+            # queued connections to the other workers (they accept with a
+            # free thread) instead of taking them all on its way out.
+            while self.stopping and self.accept_one(listener):  # False on EAGAIN
                 pass
             listener.close()
         self.cap_waiting(time.monotonic() + _STOP_LINGER)
