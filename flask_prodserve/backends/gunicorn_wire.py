@@ -176,7 +176,6 @@ class GatedWorker(ThreadWorker):
         # is deadline order.
         self.waiting: dict[GatedConn, float] = {}
         self.closing: dict[GatedConn, float] = {}
-        self.fresh: dict[GatedConn, float] = {}  # new and silent: until FRESH is up
         self.in_threads = 0  # connections given to a thread and not back yet
         self.threads = int(self.cfg.threads)
         self.gating = _can_gate(self.cfg)
@@ -189,9 +188,18 @@ class GatedWorker(ThreadWorker):
         :data:`FRESH`: without that, the first worker to wake would accept a
         whole burst of new connections before any of their requests arrived.
         """
-        for conn in _expired(self.fresh, time.monotonic()):
-            del self.fresh[conn]
-        return self.in_threads + len(self.fresh) < self.threads
+        return self.in_threads + self._new_and_silent() < self.threads
+
+    def _new_and_silent(self) -> int:
+        """Connections that arrived less than :data:`FRESH` ago and have sent
+        nothing yet, read off ``waiting`` (deadline = arrival + header_timeout)."""
+        recent = time.monotonic() - FRESH + self.limits.header_timeout
+        count = 0
+        for conn in reversed(self.waiting):  # newest first
+            if self.waiting[conn] <= recent:
+                break
+            count += not conn.head
+        return count
 
     def set_accept_enabled(self, enabled: bool | None) -> None:
         # gthread re-enables accepting on every loop while under its connection
@@ -262,10 +270,7 @@ class GatedWorker(ThreadWorker):
                 return False
             raise
         self.nr_conns += 1
-        conn = GatedConn(self.cfg, sock, client, listener.getsockname(), self)
-        if self.gating:
-            self.fresh[conn] = time.monotonic() + FRESH
-        self.enqueue_req(conn)
+        self.enqueue_req(GatedConn(self.cfg, sock, client, listener.getsockname(), self))
         return True
 
     def enqueue_req(self, conn: TConn) -> None:
@@ -294,7 +299,6 @@ class GatedWorker(ThreadWorker):
             return
         if data:
             conn.head += data
-            self.fresh.pop(conn, None)  # it is talking: busy or not is up to its head
         verdict = self._verdict(conn) if conn.head else None
         if verdict is None:
             if data == b"":
@@ -333,7 +337,6 @@ class GatedWorker(ThreadWorker):
         self._unwatch(conn)
         self.waiting.pop(conn, None)
         self.closing.pop(conn, None)
-        self.fresh.pop(conn, None)
         self.nr_conns -= 1
         conn.close()
 
@@ -346,7 +349,6 @@ class GatedWorker(ThreadWorker):
             self._drop(conn)
             return
         del self.waiting[conn]
-        self.fresh.pop(conn, None)
         self._close(conn)
 
     def linger(self, conn: GatedConn) -> None:
