@@ -362,6 +362,25 @@ def test_a_worker_accepts_only_with_a_free_thread(live_server: Any) -> None:
     assert sorted(Counter(pids).values()) == [2, 2], (pids, server.log)
 
 
+def test_a_worker_leaves_new_clients_to_others_while_its_own_come_back(
+    live_server: Any,
+) -> None:
+    # 2 workers x 1 thread. A client just answered on a kept-alive connection
+    # is likely to send its next request at once: for FRESH (0.1 s) its worker
+    # counts the thread as taken, so a new client goes to the other worker
+    # instead of queueing behind it. The pause outlasts FOLLOW_UP (20 ms),
+    # after which the connection is back in the event loop, and the thread free.
+    server = live_server(serve_args("gunicorn", "--workers", "2", "--threads", "1"))
+    for _ in range(6):
+        with RawClient(server.host, server.port) as first:
+            first.send(request("GET", "/echo/first", HOST))
+            answered_by = json.loads(first.response().body)["pid"]
+            time.sleep(0.05)
+            with RawClient(server.host, server.port) as second:
+                second.send(request("GET", "/echo/second", HOST))
+                assert json.loads(second.response().body)["pid"] != answered_by, server.log
+
+
 # --- 7. proxy settings --------------------------------------------------------
 
 
