@@ -381,6 +381,39 @@ def test_a_worker_leaves_new_clients_to_others_while_its_own_come_back(
                 assert json.loads(second.response().body)["pid"] != answered_by, server.log
 
 
+def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
+    # 1 worker x 1 thread, and a client that sends request after request on
+    # its connection: the worker never has a free thread to accept with, so it
+    # takes the new client once it has waited OVERDUE (0.1 s), and the thread
+    # serves both in turn.
+    server = live_server(gunicorn_args("--threads", "1"))
+    stop = threading.Event()
+    busy_served = 0
+
+    def busy() -> None:
+        nonlocal busy_served
+        with RawClient(server.host, server.port) as client:
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                client.send(request("GET", "/echo/busy", HOST))
+                assert client.response().status == 200
+                busy_served += 1
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, _, _ = server.request("GET", "/echo/new", timeout=10)
+        waited = time.monotonic() - started
+        assert worker.is_alive() and busy_served > 10  # still busy all along
+    finally:
+        stop.set()
+        worker.join(25)
+    assert status == 200
+    assert waited < 1, (waited, server.log)
+
+
 # --- 7. proxy settings --------------------------------------------------------
 
 

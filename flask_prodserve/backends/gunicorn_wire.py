@@ -17,7 +17,9 @@ peeking at a partial head would spin the loop until the rest arrived.
 A worker accepts a connection only while it has a thread free for it (see
 :meth:`GatedWorker.has_free_thread`): the others, sharing the listening
 socket, take the rest. gthread accepts up to 1000 and queues their requests
-behind its busy threads, even while another worker idles.
+behind its busy threads, even while another worker idles. Only when no worker
+has had a free thread for a while (:data:`OVERDUE`) does one take a queued
+connection anyway, so busy clients cannot keep new ones out.
 
 A thread that has answered on a kept-alive connection waits a moment for the
 next request there, while no other work waits for a thread (see
@@ -30,6 +32,7 @@ from __future__ import annotations
 import errno
 import itertools
 import re
+import select
 import selectors
 import socket
 import time
@@ -71,8 +74,10 @@ PASS = 0
 #: other connection waits for a thread: an idle client must not hold one.
 FOLLOW_UP = 0.02
 #: How many requests in a row a thread serves on one connection before it
-#: hands the connection back: connections not yet accepted (a worker accepts
-#: only with a free thread) and queued requests get their turn.
+#: hands the connection back to the event loop (and takes the next in line).
+#: Measured under saturating load: the slowest 1% of requests took 160 ms
+#: without this, 100 ms with it; throughput 2% less. A thread that keeps its
+#: connection keeps its luck at getting the GIL, good or bad.
 FOLLOW_UPS = 10
 #: How long (seconds) a new connection that has sent nothing yet, or a kept-
 #: alive one just answered, counts against its worker's free threads: long
@@ -80,6 +85,11 @@ FOLLOW_UPS = 10
 #: never do cannot stop accepting. (A client that sends part of a head no
 #: longer counts: slow ones must not.)
 FRESH = 0.1
+#: How long (seconds) connections may wait in the listener's queue while a
+#: worker is not accepting before it takes one anyway, to queue behind its
+#: busy threads: otherwise clients that keep their connections busy would
+#: keep every thread, and a new client would wait until one of them left.
+OVERDUE = 0.1
 
 _REASONS = {
     400: "Bad Request",
@@ -179,6 +189,7 @@ class GatedWorker(ThreadWorker):
         self.closing: dict[GatedConn, float] = {}
         self.in_threads = 0  # connections given to a thread and not back yet
         self.accepting = False  # polling the listener (gthread's own flag is private)
+        self.queued_since: float | None = None  # listener seen with a queue, while not accepting
         self.threads = int(self.cfg.threads)
         self.gating = _can_gate(self.cfg)
         super().init_process()
@@ -214,11 +225,28 @@ class GatedWorker(ThreadWorker):
         return count
 
     def wait_for_and_dispatch_events(self, timeout: float | None) -> None:
-        if self.gating and not self.accepting and self.in_threads < self.threads:
-            # Accepting is off for connections that are only counted for FRESH:
-            # look again when that runs out, not at gthread's next wake-up (1 s).
-            timeout = FRESH if timeout is None else min(timeout, FRESH)
-        super().wait_for_and_dispatch_events(timeout)
+        if not (self.gating and not self.accepting):
+            super().wait_for_and_dispatch_events(timeout)
+            return
+        # Not accepting: look again when FRESH connections stop counting, and
+        # at the listener's queue, at least that often (gthread wakes every 1 s).
+        super().wait_for_and_dispatch_events(FRESH if timeout is None else min(timeout, FRESH))
+        if self.alive and not self.accepting:
+            self._admit_overdue()
+
+    def _admit_overdue(self) -> None:
+        """Accept one connection if some have waited in the listener's queue for
+        :data:`OVERDUE` (at most one each time): no worker had a free thread."""
+        try:
+            queued = bool(select.select(self.sockets, [], [], 0)[0])
+        except (OSError, ValueError):  # a listener closed by a stop meanwhile
+            queued = False
+        now = time.monotonic()
+        if not queued or self.queued_since is None:
+            self.queued_since = now if queued else None
+        elif now - self.queued_since >= OVERDUE:
+            self.queued_since = now
+            any(self.accept_one(listener) for listener in self.sockets)
 
     def set_accept_enabled(self, enabled: bool | None) -> None:
         # gthread re-enables accepting on every loop while under its connection
@@ -227,6 +255,8 @@ class GatedWorker(ThreadWorker):
             enabled = self.has_free_thread()
         super().set_accept_enabled(enabled)
         self.accepting = bool(enabled)
+        if enabled:
+            self.queued_since = None  # the poller sees the queue now
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
         self.in_threads -= 1
