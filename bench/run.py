@@ -25,6 +25,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -190,6 +191,9 @@ class ContenderResult:
     error: str | None = None
     log: str = ""
     cpu_busy_before: list[float | None] = field(default_factory=list)
+    #: per path, this contender's requests/s over flask-serve's, measured in
+    #: turn (see :func:`bench_pair`); only for flask-serve-prefix
+    paired: dict[str, list[float]] = field(default_factory=dict)
 
     def rps(self, path: str) -> float | None:
         result = self.paths.get(path)
@@ -372,6 +376,7 @@ class Server:
         self.log_path = LOG_DIR / f"{log_name}.log"
         self._log: TextIO | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.paired = False  # measured in turn with another: lines name the contender
 
     @property
     def pgid(self) -> int | None:
@@ -623,38 +628,94 @@ def describe(m: WrkResult) -> str:
     return text
 
 
-def bench_contender(contender: Contender, plan: Plan, result: ContenderResult) -> None:
+def announce(result: ContenderResult, plan: Plan) -> None:
     busy = wait_quiet(plan.settle)
     result.cpu_busy_before.append(busy)
     note = ""
     if busy is not None and busy > BUSY_WARNING:
         note = f"  (warning: machine still {busy:.0%} busy, numbers are noisy)"
-    print(f"== {contender.name}{note}", flush=True)
+    print(f"== {result.contender.name}{note}", flush=True)
+
+
+def started(result: ContenderResult, server: Server) -> None:
+    result.argv = server.argv
+    result.log = str(server.log_path.relative_to(REPO_ROOT))
+    print(f"   $ {' '.join(server.argv)}", flush=True)
+
+
+def bench_path(
+    server: Server, logical: str, sub: str, plan: Plan, result: ContenderResult, keep: bool = True
+) -> WrkResult | None:
+    """Measure one endpoint (again if other load disturbed the run); the result
+    goes into the table if ``keep``."""
+    url_path = result.contender.url_path(sub)
+    url = f"http://{HOST}:{server.port}{url_path}"
+    pres = result.paths.setdefault(logical, PathResult(logical, url_path))
+    name = f"{result.contender.name} {url_path}" if server.paired else url_path
+    for attempt in range(plan.retries + 1):
+        try:
+            sanity_check(server.port, logical, url_path)
+            measured = plan.wrk.measure(url, server)
+        except (BenchError, OSError) as exc:
+            pres.error = str(exc)
+            print(f"   {name:<10} ERROR {exc}", flush=True)
+            return None
+        if keep:
+            pres.rounds.append(measured)
+        print(f"   {name:<10} {describe(measured)}", flush=True)
+        if not measured.disturbed or attempt == plan.retries:
+            return measured
+        print("   disturbed by other load; waiting, then again", flush=True)
+        wait_quiet(plan.settle)
+    return None
+
+
+def bench_contender(contender: Contender, plan: Plan, result: ContenderResult) -> None:
+    announce(result, plan)
     try:
         with running(contender, plan.python) as server:
-            result.argv = server.argv
-            result.log = str(server.log_path.relative_to(REPO_ROOT))
-            print(f"   $ {' '.join(server.argv)}", flush=True)
+            started(result, server)
             for logical, sub in ENDPOINTS:
-                url_path = contender.url_path(sub)
-                url = f"http://{HOST}:{server.port}{url_path}"
-                pres = result.paths.setdefault(logical, PathResult(logical, url_path))
-                for attempt in range(plan.retries + 1):
-                    try:
-                        sanity_check(server.port, logical, url_path)
-                        measured = plan.wrk.measure(url, server)
-                    except (BenchError, OSError) as exc:
-                        pres.error = str(exc)
-                        print(f"   {url_path:<10} ERROR {exc}", flush=True)
-                        break
-                    pres.rounds.append(measured)
-                    print(f"   {url_path:<10} {describe(measured)}", flush=True)
-                    if not measured.disturbed or attempt == plan.retries:
-                        break
-                    print("   disturbed by other load; waiting, then again", flush=True)
-                    wait_quiet(plan.settle)
+                bench_path(server, logical, sub, plan, result)
     except BenchError as exc:
         result.error = str(exc)
+        print(f"   FAILED: {exc}", flush=True)
+
+
+def bench_pair(plain: ContenderResult, mounted: ContenderResult, plan: Plan) -> None:
+    """Measure flask-serve with and without the prefix, both running, in the
+    order A B B A for each endpoint: the prefix costs about 1 %, less than the
+    machine drifts between two contenders measured one after the other (the
+    same server measured 10 % apart), and A B B A cancels a steady drift.
+    Each A B B A gives one ratio (see :attr:`ContenderResult.paired`); only
+    the first A and B go into the table, so that flask-serve's best-of there
+    is taken from as many runs as every other contender's."""
+    announce(plain, plan)
+    print(f"   (measured in turn with {mounted.contender.name}: A B B A)", flush=True)
+    try:
+        with (
+            running(plain.contender, plan.python) as a,
+            running(mounted.contender, plan.python) as b,
+        ):
+            a.paired = b.paired = True
+            started(plain, a)
+            started(mounted, b)
+            for logical, sub in ENDPOINTS:
+                runs = [
+                    bench_path(srv, logical, sub, plan, res, keep)
+                    for srv, res, keep in (
+                        (a, plain, True),
+                        (b, mounted, True),
+                        (b, mounted, False),
+                        (a, plain, False),
+                    )
+                ]
+                rps = [r.requests_per_sec if r else 0.0 for r in runs]
+                if all(rps):
+                    ratio = (rps[1] + rps[2]) / (rps[0] + rps[3])
+                    mounted.paired.setdefault(logical, []).append(ratio)
+    except BenchError as exc:
+        plain.error = mounted.error = str(exc)
         print(f"   FAILED: {exc}", flush=True)
 
 
@@ -863,11 +924,15 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
             )
         )
     for p in paths:
-        r = ratio(prefix.rps(p) if prefix else None, serve.rps(p) if serve else None)
+        pairs = prefix.paired.get(p) if prefix else None
+        if pairs:  # measured in turn: the median of the A B B A ratios
+            r = statistics.median(pairs)
+        else:
+            r = ratio(prefix.rps(p) if prefix else None, serve.rps(p) if serve else None)
         cost = 1 - r if r is not None else None
         checks.append(
             Check(
-                f"prefix / no-prefix           {p:<6}",
+                f"prefix / no-prefix           {p:<6}" + (" (A B B A)" if pairs else ""),
                 r,
                 f"{r:.3f} (cost {cost:+.1%})" if r is not None and cost is not None else "n/a",
                 f"cost <= {TARGET_PREFIX_COST:.0%}",
@@ -1031,7 +1096,12 @@ def run(args: argparse.Namespace) -> int:
     for rnd in range(args.rounds):
         if args.rounds > 1:
             print(f"-- round {rnd + 1}/{args.rounds}", flush=True)
+        plain, mounted = find(results, "flask-serve"), find(results, "flask-serve-prefix")
         for res in results:
+            if plain and mounted and res in (plain, mounted):
+                if res is plain:
+                    bench_pair(plain, mounted, plan)
+                continue
             bench_contender(res.contender, plan, res)
     sleep: SleepResult | None = None
     if do_sleep:
