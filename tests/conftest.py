@@ -22,6 +22,30 @@ PROD_BACKENDS = ["gunicorn", "waitress"]
 _URL = re.compile(r"Running on (http://[^\s]+?)(/[^\s]*)?$", re.M)
 
 
+def run_flask(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, code: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m flask *args`` (or ``python -c code *args``) to completion,
+    free of the developer's Flask and flask-prodserve settings and of the
+    example app's secret (the start-up checks must see the app as shipped)."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLASK_", "PRODSERVE")) and k != "EXAMPLE_APP_SECRET_KEY"
+    }
+    full_env.update(env or {})
+    head = ["-c", code, *args] if code else ["-m", "flask", *args]
+    return subprocess.run(
+        [sys.executable, *head],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class LiveServer:
     """A real ``python -m flask --app ... serve`` in a subprocess.
 

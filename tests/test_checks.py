@@ -8,8 +8,6 @@ import os
 import re
 import secrets
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from flask_prodserve.converters import as_check_ids
 from flask_prodserve.errors import ConfigError
 from flask_prodserve.middleware import access_logger
 
-from .conftest import ROOT
+from .conftest import ROOT, run_flask
 
 GOOD_KEY = secrets.token_hex(32)
 STATIC = str(Path(__file__).parent / "live_apps")  # any existing folder
@@ -535,24 +533,11 @@ def test_dev_mode_does_not_run_the_checks(backend: FakeBackend) -> None:
 
 # -- the real command ---------------------------------------------------------------
 
-
-def _flask(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "PRODSERVE"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("EXAMPLE_APP_SECRET_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flask", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+_ON_PATH = {"PYTHONPATH": str(ROOT)}  # example_app importable from any folder
 
 
 def test_live_check_of_the_example_app() -> None:
-    result = _flask(ROOT, "--app", "example_app", "serve", "--check")
+    result = run_flask(ROOT, "--app", "example_app", "serve", "--check", env=_ON_PATH)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     # The example app sets MAX_CONTENT_LENGTH and a real key: nothing to report.
@@ -561,7 +546,9 @@ def test_live_check_of_the_example_app() -> None:
         r"0 errors, 0 warnings, 0 info\.\n",
         result.stdout,
     )
-    public = _flask(ROOT, "--app", "example_app", "serve", "--check", "--host", "0.0.0.0")
+    public = run_flask(
+        ROOT, "--app", "example_app", "serve", "--check", "--host", "0.0.0.0", env=_ON_PATH
+    )
     assert public.returncode == 0
     assert [line[:13] for line in public.stdout.splitlines()[:-1]] == [
         "PS301 warning",
@@ -573,7 +560,7 @@ def test_live_production_start_refused(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(
         "from flask import Flask\napp = Flask(__name__)\napp.secret_key = 'super-secret'\n"
     )
-    result = _flask(tmp_path, "--app", "app", "serve", "--prod", "--port", "0")
+    result = run_flask(tmp_path, "--app", "app", "serve", "--prod", "--port", "0", env=_ON_PATH)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [

@@ -6,11 +6,8 @@ These run the real ``python -m flask`` in a temporary project directory.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from flask.cli import FlaskGroup
 
-from .conftest import ROOT, LiveServer
+from .conftest import ROOT, LiveServer, run_flask
 
 HELLO = (
     "from flask import Flask\n\napp = Flask(__name__)\n\n"
@@ -37,23 +34,6 @@ FAKE_WINDOWS = "import sys; from flask.cli import main; sys.platform = 'win32'; 
 def project(tmp_path: Path) -> Path:
     (tmp_path / "app.py").write_text(HELLO)
     return tmp_path
-
-
-def flask(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, code: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "PRODSERVE"))}
-    full_env.update(env or {})
-    head = ["-c", code, *args] if code else ["-m", "flask", *args]
-    return subprocess.run(
-        [sys.executable, *head],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture
@@ -175,7 +155,7 @@ def test_each_mistake_is_one_line(
     args = [str(busy_port) if a == "PORT_IN_USE" else a for a in args]
     code = FAKE_WINDOWS if "WINDOWS" in args else None
     args = [a for a in args if a != "WINDOWS"]
-    result = flask(tmp_path, *args, env=env, code=code)
+    result = run_flask(tmp_path, *args, env=env, code=code)
     output = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode == status, output
     assert len(output) == 1, output
