@@ -225,13 +225,13 @@ class GatedWorker(ThreadWorker):
         return count
 
     def wait_for_and_dispatch_events(self, timeout: float | None) -> None:
-        if not (self.gating and not self.accepting):
-            super().wait_for_and_dispatch_events(timeout)
-            return
-        # Not accepting: look again when FRESH connections stop counting, and
-        # at the listener's queue, at least that often (gthread wakes every 1 s).
-        super().wait_for_and_dispatch_events(FRESH if timeout is None else min(timeout, FRESH))
-        if self.alive and not self.accepting:
+        held_back = self.gating and not self.accepting
+        if held_back:
+            # Look again when FRESH connections stop counting, and at the
+            # listener's queue, at least that often (gthread wakes every 1 s).
+            timeout = FRESH if timeout is None else min(timeout, FRESH)
+        super().wait_for_and_dispatch_events(timeout)
+        if held_back and self.alive and not self.accepting:
             self._admit_overdue()
 
     def _admit_overdue(self) -> None:
