@@ -313,6 +313,23 @@ def test_the_next_request_on_a_kept_alive_connection(
     server.assert_never_reached("smuggled-keepalive")
 
 
+@pytest.mark.parametrize(
+    "arrived", [pytest.param(1000, id="all-sent"), pytest.param(400, id="part-sent")]
+)
+def test_a_body_the_view_did_not_read_is_drained(server: LiveServer, arrived: int) -> None:
+    # A GET-only view answers 405 without reading the body, which must not be
+    # taken for the next request, whether it is all there or still arriving.
+    ignored = request("POST", "/echo/ignored", HOST, "Content-Length: 1000", body=b"G" * 1000)
+    rest = ignored[len(ignored) - 1000 + arrived :]
+    with RawClient(server.host, server.port) as client:
+        client.send(ignored[: len(ignored) - len(rest)])
+        assert client.response().status == 405
+        client.send(rest + request("GET", "/echo/after", HOST))
+        response = client.response()
+        assert response.status == 200, server.log
+        assert json.loads(response.body)["PATH_INFO"] == "/echo/after"
+
+
 @pytest.mark.parametrize("split", [pytest.param(0.005, id="within"), pytest.param(0.3, id="past")])
 def test_a_next_head_sent_in_pieces_is_served(server: LiveServer, split: float) -> None:
     # The thread sees the first piece, the rest arrives within or after its wait.

@@ -42,6 +42,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from gunicorn.config import Config
+from gunicorn.http.body import LengthReader
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -49,6 +50,7 @@ from werkzeug.exceptions import RequestTimeout
 
 from ..framing import head_framing_problem
 from ..limits import CLOSE_CONNECTION
+from .clientsocket import ClientSocket
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -272,6 +274,17 @@ class GatedWorker(ThreadWorker):
             keep = super().handle(conn)
         return keep
 
+    def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
+        # gthread drains an unread body under a deadline, setting the socket's
+        # timeout there and back even when nothing is left to read. (Not in
+        # gunicorn's stubs, which also say finish_body returns None: it returns
+        # whether the body was drained.)
+        parser: Any = conn.parser
+        if keepalive and _nothing_left_to_read(conn):
+            return bool(parser.finish_body())
+        gthread: Any = super()
+        return bool(gthread._keepalive_after(conn, keepalive))
+
     def _next_head_in_thread(self, conn: GatedConn) -> bool:
         """Wait up to :data:`FOLLOW_UP` for the complete head of the next request
         on ``conn``; whether it came (its bytes are then in ``conn.head``).
@@ -291,6 +304,7 @@ class GatedWorker(ThreadWorker):
             return False
         conn.head, conn.checked = bytearray(parser.unreader.take_buffered()), 0
         deadline = time.monotonic() + FOLLOW_UP
+        sock = cast(ClientSocket, conn.sock)
         try:
             while True:
                 verdict = self._verdict(conn) if conn.head else None
@@ -299,12 +313,11 @@ class GatedWorker(ThreadWorker):
                 remaining = deadline - time.monotonic()
                 if verdict is not None or remaining <= 0:
                     break
-                conn.sock.settimeout(remaining)
-                data = conn.sock.recv(_READ_SIZE)
+                data = sock.recv_within(_READ_SIZE, remaining)
                 if not data:
-                    break  # closed: the poller will see it too
+                    break  # nothing came, or closed: the poller will see it too
                 conn.head += data
-        except OSError:  # the wait timed out, or the connection failed
+        except OSError:  # the connection failed
             pass
         if conn.head:
             parser.unreader.unread(bytes(conn.head))
@@ -325,6 +338,8 @@ class GatedWorker(ThreadWorker):
                 return False
             raise
         self.nr_conns += 1
+        if self.gating:  # ClientSocket reads and writes a plain socket's fd directly
+            sock = ClientSocket.adopt(sock, self.limits.read_timeout)
         self.enqueue_req(GatedConn(self.cfg, sock, client, listener.getsockname(), self))
         return True
 
@@ -448,6 +463,13 @@ class GatedWorker(ThreadWorker):
 
 def _expired(deadlines: dict[GatedConn, float], now: float) -> list[GatedConn]:
     return [c for c, _ in itertools.takewhile(lambda item: item[1] <= now, deadlines.items())]
+
+
+def _nothing_left_to_read(conn: TConn) -> bool:
+    """Whether the body of ``conn``'s last request was read to its end (or it had none)."""
+    body = getattr(getattr(conn.parser, "mesg", None), "body", None)
+    reader = getattr(body, "reader", None)
+    return isinstance(reader, LengthReader) and reader.length == 0
 
 
 def _can_gate(cfg: Config) -> bool:
