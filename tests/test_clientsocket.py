@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,16 +71,12 @@ def test_recv_reads_what_is_there_and_times_out_as_set(
     assert client.recv(100) == b""
 
 
-def test_sendall_sends_everything_when_the_buffer_fills(
-    pair: tuple[ClientSocket, socket.socket],
-) -> None:
-    client, peer = pair
-    client.setblocking(True)
-    data = bytes(range(256)) * 16_384  # 4 MiB: far more than the socket buffers hold
+def read_while(peer: socket.socket, size: int, write: Callable[[], None]) -> bytes:
+    """What ``peer`` receives (up to ``size`` bytes) while ``write()`` runs."""
     received = bytearray()
 
     def read_all() -> None:
-        while len(received) < len(data):
+        while len(received) < size:
             chunk = peer.recv(65536)
             if not chunk:
                 return
@@ -85,10 +84,76 @@ def test_sendall_sends_everything_when_the_buffer_fills(
 
     reader = threading.Thread(target=read_all)
     reader.start()
-    client.sendall(data)
+    write()
     reader.join(10)
     assert not reader.is_alive()
-    assert received == data
+    return bytes(received)
+
+
+BIG = bytes(range(256)) * 16_384  # 4 MiB: far more than the socket buffers hold
+
+
+def test_sendall_sends_everything_when_the_buffer_fills(
+    pair: tuple[ClientSocket, socket.socket],
+) -> None:
+    client, peer = pair
+    client.setblocking(True)
+    assert read_while(peer, len(BIG), lambda: client.sendall(BIG)) == BIG
+
+
+def nothing_to_read(sock: socket.socket) -> bool:
+    return not select.select([sock], [], [], 0.05)[0]
+
+
+def test_held_bytes_go_out_with_the_next_write_in_one_call(
+    pair: tuple[ClientSocket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, peer = pair
+    client.setblocking(True)
+    calls: list[int] = []
+    real = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, parts: calls.append(len(parts)) or real(fd, parts))
+    client.hold_next()
+    client.sendall(b"head|")
+    assert nothing_to_read(peer)
+    client.sendall(b"body")
+    assert calls == [2]  # one system call for both
+    assert peer.recv(100) == b"head|body"
+    client.sendall(b"more")  # holding was for one sendall only
+    assert peer.recv(100) == b"more"
+
+
+def test_held_bytes_then_more_than_the_buffer_holds(
+    pair: tuple[ClientSocket, socket.socket],
+) -> None:
+    client, peer = pair
+    client.setblocking(True)
+    client.hold_next()
+    client.sendall(b"head|")
+    assert read_while(peer, len(BIG) + 5, lambda: client.sendall(BIG)) == b"head|" + BIG
+
+
+@pytest.mark.parametrize("write", ["send_held", "send", "sendfile"])
+def test_every_other_write_sends_what_was_held_first(
+    pair: tuple[ClientSocket, socket.socket], tmp_path: Path, write: str
+) -> None:
+    client, peer = pair
+    client.setblocking(True)
+    client.send_held()  # nothing held: nothing sent
+    assert nothing_to_read(peer)
+    client.hold_next()
+    client.sendall(b"held|")
+    assert nothing_to_read(peer)
+    if write == "send_held":
+        client.send_held()
+    elif write == "send":
+        client.send(b"more")
+    else:
+        (tmp_path / "file").write_bytes(b"more")
+        with (tmp_path / "file").open("rb") as file:
+            client.sendfile(file)
+    expected = b"held|" + (b"" if write == "send_held" else b"more")
+    assert peer.recv(100) == expected
 
 
 def test_sendall_times_out_when_nobody_reads(pair: tuple[ClientSocket, socket.socket]) -> None:

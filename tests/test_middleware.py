@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +15,7 @@ from werkzeug.test import Client
 
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.lifecycle import Lifecycle
-from flask_prodserve.middleware import AccessLog, build_wsgi_app, mount
+from flask_prodserve.middleware import AccessLog, build_wsgi_app, combined_line, mount
 
 
 def make_app() -> Flask:
@@ -115,6 +117,44 @@ def test_access_log_line(app_: Flask, caplog: pytest.LogCaptureFixture) -> None:
     assert first.startswith("10.0.0.9 - - [")
     assert '"GET /app/?q=1 HTTP/1.1" 200 29 "http://r/" "ua/1" ' in first
     assert '"GET /nope HTTP/1.1" 404 ' in second
+
+
+_LOG_TIME = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
+
+
+@pytest.mark.parametrize(
+    ("environ", "status", "expected"),
+    [
+        pytest.param(
+            {
+                "REMOTE_ADDR": "10.0.0.9",
+                "REMOTE_USER": "ann",
+                "REQUEST_METHOD": "POST",
+                "SCRIPT_NAME": "/app",
+                "PATH_INFO": "/a b",
+                "QUERY_STRING": "x=1",
+                "SERVER_PROTOCOL": "HTTP/1.0",
+                "HTTP_REFERER": "http://r/",
+                "HTTP_USER_AGENT": "ua/1",
+            },
+            "201 CREATED",
+            '10.0.0.9 - ann {time} "POST /app/a%20b?x=1 HTTP/1.0" 201 7 "http://r/" "ua/1" ',
+            id="every-field",
+        ),
+        pytest.param(
+            {"REMOTE_ADDR": "", "PATH_INFO": "/"},
+            "-",
+            '- - - {time} "- / -" - 7 "-" "-" ',
+            id="missing-fields-are-dashes",
+        ),
+    ],
+)
+def test_combined_line(environ: dict[str, str], status: str, expected: str) -> None:
+    line = combined_line(environ, status, 7, time.perf_counter() - 0.25)
+    head, time_taken = line.rsplit(" ", 1)
+    pattern = re.escape(expected.rstrip()).replace(re.escape("{time}"), _LOG_TIME)
+    assert re.fullmatch(pattern, head), line
+    assert 0.25 <= float(time_taken) < 5 and len(time_taken.split(".")[1]) == 6
 
 
 def test_access_log_off(app_: Flask) -> None:

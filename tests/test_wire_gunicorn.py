@@ -7,22 +7,34 @@ it over raw sockets: what is asserted is what a client sees on the connection.
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import random
+import re
 import select
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from flask import Flask
 from gunicorn.config import Config
+from gunicorn.http.wsgi import Response
 
 from flask_prodserve.backends import gunicorn
-from flask_prodserve.backends.gunicorn_wire import PASS, head_verdict
+from flask_prodserve.backends.clientsocket import ClientSocket
+from flask_prodserve.backends.gunicorn_wire import (
+    PASS,
+    OneWriteResponse,
+    head_verdict,
+    on_the_wire,
+)
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.errors import ConfigError
 from flask_prodserve.lifecycle import Lifecycle
@@ -431,7 +443,124 @@ def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
     assert waited < 1, (waited, server.log)
 
 
-# --- 7. proxy settings --------------------------------------------------------
+# --- 7. headers and body in one write -----------------------------------------
+
+
+def written(
+    response_class: type[Response],
+    method: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    chunks: list[bytes],
+) -> tuple[list[bytes], bytes]:
+    """What a gunicorn response of ``response_class`` writes for ``chunks``:
+    what the client could read after each system call, then everything."""
+    ours, peer = socket.socketpair()
+    sock = ClientSocket.adopt(ours, 5) if response_class is OneWriteResponse else ours
+    sock.settimeout(5)
+    reads: list[bytes] = []
+
+    def counted(write: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            result = write(*args)
+            reads.append(peer.recv(65536) if select.select([peer], [], [], 0.05)[0] else b"")
+            return result
+
+        return call
+
+    req = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "writev", counted(os.writev))
+        patch.setattr(socket.socket, "sendall", counted(socket.socket.sendall))
+        response = response_class(req, sock, Config())
+        response.start_response(status, headers)
+        for chunk in chunks:
+            response.write(chunk)
+        response.close()
+    sock.close()
+    peer.close()
+    return reads, b"".join(reads)
+
+
+LENGTH_5 = [("Content-Length", "5")]
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "chunks", "writes"),
+    [
+        pytest.param("GET", "200 OK", LENGTH_5, [b"hello"], 1, id="get"),
+        pytest.param("GET", "200 OK", LENGTH_5, [b"he", b"llo"], 2, id="two-chunks"),
+        pytest.param("HEAD", "200 OK", LENGTH_5, [], 1, id="head"),
+        pytest.param("GET", "204 No Content", [], [b""], 1, id="no-content"),
+        # Headers at once: an empty chunk writes nothing, and a streaming app
+        # may send one to get its headers out (then a chunk, then the end).
+        pytest.param("GET", "200 OK", [], [b"", b"a"], 3, id="chunked"),
+    ],
+)
+def test_headers_go_out_with_the_first_body_bytes(
+    method: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    chunks: list[bytes],
+    writes: int,
+) -> None:
+    reads, sent = written(OneWriteResponse, method, status, headers, chunks)
+    _, plain = written(Response, method, status, headers, chunks)
+    assert len(reads) == writes and all(reads), reads  # each write sent something
+    assert reads[0].startswith(b"HTTP/1.1 ")
+
+    def undated(raw: bytes) -> bytes:
+        return re.sub(rb"Date: [^\r]*\r\n", b"", raw)
+
+    assert undated(sent) == undated(plain)
+
+
+def test_the_wsgi_wrapper_gives_gthread_responses_the_one_write_class() -> None:
+    req = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
+    with socket.socket() as sock:
+        response = Response(req, sock, Config())
+    seen: list[type] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(type(start_response.__self__))
+        return [b"ok"]
+
+    assert on_the_wire(app)({}, response.start_response) == [b"ok"]
+    assert seen == [OneWriteResponse]
+
+
+def test_responses_on_one_connection_with_headers_and_body_in_one_write(
+    live_server: Any,
+) -> None:
+    # Without the access log Flask's static files go through gunicorn's sendfile.
+    server = live_server(gunicorn_args("--no-access-log"))
+    css = (Path(__file__).parent / "live_apps" / "static" / "x.css").read_bytes()
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        answers = []
+        for method, path, headers in [
+            ("GET", "/static/x.css", {}),
+            ("HEAD", "/echo/head", {}),
+            ("GET", "/echo/get", {}),
+            ("GET", "/nope", {}),
+            ("GET", "/redirect", {}),
+            ("HEAD", "/static/x.css", {}),
+            ("GET", "/static/x.css", {"If-None-Match": "*"}),
+            ("GET", "/static/x.css", {}),
+        ]:
+            conn.request(method, path, headers=headers)
+            response = conn.getresponse()
+            answers.append((response.status, response.read(), response.will_close))
+    finally:
+        conn.close()
+    assert [a[0] for a in answers] == [200, 200, 200, 404, 302, 200, 304, 200], server.log
+    assert answers[0][1] == answers[-1][1] == css
+    assert json.loads(answers[2][1])["PATH_INFO"] == "/echo/get"
+    assert answers[1][1] == answers[5][1] == answers[6][1] == b""
+    assert not any(a[2] for a in answers)  # one connection throughout
+
+
+# --- 8. proxy settings --------------------------------------------------------
 
 
 def config(**cli: object) -> ServeConfig:

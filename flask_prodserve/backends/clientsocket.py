@@ -15,6 +15,10 @@ write must make progress within it, so no client holds a thread forever.
 Counted with strace on a kept-alive connection: 12 system calls that release
 the GIL a request before (6 ``ioctl``, 3 ``poll``, 2 ``sendto``, 1
 ``recvfrom``), 4 after (2 ``write``, 1 ``read``, 1 ``poll``).
+
+:meth:`ClientSocket.hold_next` lets a response's headers wait for the first
+bytes of its body, so both go out in one ``writev`` (gunicorn writes them
+separately): one system call and one packet fewer a request, 3 in all.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class ClientSocket(socket.socket):
     """A connected socket, with the behaviour of the module's docstring."""
 
     blocking_timeout: float | None = None
+    holding = False  # keep the next sendall's bytes (see hold_next)
+    held: bytes | None = None  # kept: they go out with the next sendall
 
     @classmethod
     def adopt(cls, sock: socket.socket, blocking_timeout: float) -> ClientSocket:
@@ -54,13 +60,47 @@ class ClientSocket(socket.socket):
         return super().recv(bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        held, self.held = self.held, None
+        if self.holding:
+            self.holding = False
+            if isinstance(data, bytes) and not flags:
+                self.held = data
+                return
+        if flags or not isinstance(data, bytes) or not self._waits():
+            if held:
+                super().sendall(held)
+            super().sendall(data, flags)
+            return
+        parts = [held, data] if held else [data]
         sent = 0
-        if isinstance(data, bytes) and not flags and self._waits():
-            # BlockingIOError: the buffer is full, so wait as the timeout says.
-            with contextlib.suppress(BlockingIOError):
-                sent = os.write(self.fileno(), data)
-        if sent < len(data):
-            super().sendall(memoryview(data)[sent:], flags)
+        # BlockingIOError: the buffer is full, so wait as the timeout says.
+        with contextlib.suppress(BlockingIOError):
+            sent = os.writev(self.fileno(), parts)
+        for part in parts:
+            if sent < len(part):
+                super().sendall(memoryview(part)[sent:])
+            sent = max(sent - len(part), 0)
+
+    def hold_next(self) -> None:
+        """Keep the bytes of the next ``sendall`` and send them with the one
+        after it (or at :meth:`send_held`): one system call for both."""
+        self.holding = True
+
+    # The other ways gunicorn writes: what was held goes first.
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.send_held()
+        return super().send(data, flags)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        self.send_held()
+        return super().sendfile(file, offset, count)
+
+    def send_held(self) -> None:
+        """Send what :meth:`hold_next` kept, if a ``sendall`` has not already."""
+        self.holding = False
+        held, self.held = self.held, None
+        if held:
+            self.sendall(held)
 
     def recv_within(self, bufsize: int, seconds: float) -> bytes | None:
         """What arrives within ``seconds`` (``b""``: closed), or ``None`` if nothing does,

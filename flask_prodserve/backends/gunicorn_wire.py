@@ -488,20 +488,51 @@ def _ip(conn: TConn) -> str:
     return str(client[0] if isinstance(client, tuple) else client)
 
 
+class OneWriteResponse(Response):
+    """gunicorn's response, writing its headers together with the first bytes
+    of its body when its socket is a :class:`ClientSocket` (see
+    :meth:`ClientSocket.hold_next`).
+
+    Not for chunked responses: a streaming app may yield ``b""`` to send its
+    headers early, and gunicorn writes nothing for an empty chunk. Any other
+    ``write()`` that sends the headers writes body bytes next, or nothing more
+    until :meth:`close` (a HEAD, 204 or 304 response), which sends them.
+    """
+
+    def send_headers(self) -> None:
+        sock = self.sock
+        if self.headers_sent or self.chunked or not isinstance(sock, ClientSocket):
+            super().send_headers()
+            return
+        sock.hold_next()
+        try:
+            super().send_headers()
+        finally:
+            sock.holding = False  # the headers are held now, or were never written
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.sock, ClientSocket):
+            self.sock.send_held()
+
+
 def on_the_wire(app: WSGIApplication) -> WSGIApplication:
     """``app``, with gunicorn closing the connection when the chain asks
     (:data:`~flask_prodserve.limits.CLOSE_CONNECTION`; gunicorn ignores a
-    ``Connection: close`` from the app) and a body that stops arriving
-    answered with 408."""
+    ``Connection: close`` from the app), a body that stops arriving
+    answered with 408, and responses written by :class:`OneWriteResponse`."""
 
     def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = getattr(start_response, "__self__", None)
+        if type(response) is Response:
+            # gthread makes a plain Response for every request, and gunicorn
+            # has no setting for its class: this one, until it sends anything.
+            response.__class__ = OneWriteResponse
         if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ:
             environ["wsgi.input"] = _BodyInput(environ["wsgi.input"], environ)
         body = app(environ, start_response)
-        if environ.get(CLOSE_CONNECTION):
-            response = getattr(start_response, "__self__", None)
-            if isinstance(response, Response):  # before it sends its headers
-                response.force_close()
+        if environ.get(CLOSE_CONNECTION) and isinstance(response, Response):
+            response.force_close()  # before it sends its headers
         return body
 
     return serve
