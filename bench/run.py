@@ -941,11 +941,13 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
         shown = "n/a" if r is None else f"{r:.3f}"
         if pairs and table is not None:
             shown += f" (table {table:.3f})"
+        versus = ""
+        if g:
+            turns = f", {len(pairs)} x A B B A" if pairs else ""
+            versus = f" (vs {g[0].removeprefix('gunicorn-')}{turns})"
         checks.append(
             Check(
-                f"flask-serve / best gunicorn  {p:<6}"
-                + (f" (vs {g[0].removeprefix('gunicorn-')}" if g else "")
-                + (f", {len(pairs)} x A B B A)" if pairs else ")" if g else ""),
+                f"flask-serve / best gunicorn  {p:<6}{versus}",
                 r,
                 shown,
                 f">= {TARGET_VS_GUNICORN}",
