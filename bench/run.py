@@ -68,6 +68,7 @@ BUSY_WARNING = 0.15  # "quiet" machine: less busy than this before a contender
 NOISE_THRESHOLD = 0.10  # a run is disturbed if others used this much CPU
 
 CONCURRENCY_CHECK = "sleep-50x1s"
+FINALISTS = 2  # gunicorn candidates per endpoint measured again head to head
 
 
 class BenchError(Exception):
@@ -727,26 +728,28 @@ def measure_in_turn(
 
 
 def head_to_head(results: Sequence[ContenderResult], plan: Plan, rounds: int) -> None:
-    """Measure flask-serve in turn with the best gunicorn candidate of each
-    endpoint, and with flask-serve-prefix, ``rounds`` more times.
+    """Measure flask-serve in turn with each contender a check compares it
+    with, ``rounds`` more times: for each endpoint its two best gunicorn
+    candidates of the table, waitress, and flask-serve-prefix.
 
     The table's best gunicorn is the highest of many noisy runs (every
-    candidate's, each keeping its best): picking the best candidate that way
-    is fine, but its figure then sits at the top of the noise, flask-serve's
-    only at its own (measured: gunicorn-w2 at 4051 and 2925 req/s in two
-    rounds of one run). Measuring the chosen command line again, in turn with
-    flask-serve, compares the two servers rather than their luck. The prefix
-    costs about 1 %, and one A B B A was seen 7 % off: it gets more turns too.
+    candidate's, each keeping its best): its figure sits at the top of the
+    noise, flask-serve's only at the top of its own (measured: gunicorn-w2 at
+    4051 and 2925 req/s in two rounds of one run), and the candidate that
+    came out best may not be the best command line (one run picked
+    w2-gthread8 for ``/`` at 4120 req/s; head to head it did 16 % less than
+    flask-serve, where gunicorn-w2 has been within 3 %). Measuring the two
+    best again, in turn with flask-serve, compares servers rather than luck.
     """
     serve = find(results, "flask-serve")
     if serve is None or serve.error:
         return
     chosen: dict[str, list[tuple[str, str]]] = {}
     for logical, sub in ENDPOINTS:
-        if g := best_gunicorn(results, logical):
-            chosen.setdefault(g[0], []).append((logical, sub))
-    if find(results, "flask-serve-prefix"):
-        chosen["flask-serve-prefix"] = list(ENDPOINTS)
+        for name in gunicorn_finalists(results, logical):
+            chosen.setdefault(name, []).append((logical, sub))
+    for name in ("waitress", "flask-serve-prefix"):
+        chosen[name] = list(ENDPOINTS)
     for name, endpoints in chosen.items():
         other = find(results, name)
         if other is not None and not other.error:
@@ -866,6 +869,16 @@ def best_gunicorn(results: Sequence[ContenderResult], path: str) -> tuple[str, f
     return best
 
 
+def gunicorn_finalists(results: Sequence[ContenderResult], path: str) -> list[str]:
+    """The :data:`FINALISTS` gunicorn candidates with the most requests/s on ``path``."""
+    ranked = sorted(
+        (r for r in results if r.contender.group == "gunicorn" and r.rps(path) is not None),
+        key=lambda r: r.rps(path) or 0.0,
+        reverse=True,
+    )
+    return [r.contender.name for r in ranked[:FINALISTS]]
+
+
 def find(results: Sequence[ContenderResult], name: str) -> ContenderResult | None:
     return next((r for r in results if r.contender.name == name), None)
 
@@ -935,36 +948,45 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
+    def versus(other: ContenderResult | None, p: str) -> tuple[float | None, str]:
+        """flask-serve's requests/s over ``other``'s on ``p``, and how it was
+        measured: the median of the A B B A ratios when they were measured in
+        turn (see head_to_head), else the table's figures."""
+        pairs = other.paired.get(p) if other else None
+        if pairs:
+            return statistics.median(1 / x for x in pairs), f"{len(pairs)} x A B B A"
+        table = ratio(serve.rps(p) if serve else None, other.rps(p) if other else None)
+        return table, "table"
+
+    def figure(r: float | None, how: str, table: float | None) -> str:
+        text = "n/a" if r is None else f"{r:.3f}"
+        return text + (f" (table {table:.3f})" if how != "table" and table is not None else "")
+
     for p in paths:
         g = best_gunicorn(results, p)
         table = ratio(serve.rps(p) if serve else None, g[1] if g else None)
-        candidate = find(results, g[0]) if g else None
-        pairs = candidate.paired.get(p) if candidate else None
-        # Measured in turn: the median of the A B B A ratios (see head_to_head).
-        r = statistics.median(1 / x for x in pairs) if pairs else table
-        shown = "n/a" if r is None else f"{r:.3f}"
-        if pairs and table is not None:
-            shown += f" (table {table:.3f})"
-        versus = ""
-        if g:
-            turns = f", {len(pairs)} x A B B A" if pairs else ""
-            versus = f" (vs {g[0].removeprefix('gunicorn-')}{turns})"
+        # Against the strongest finalist, as measured in turn.
+        measured = [(versus(find(results, n), p), n) for n in gunicorn_finalists(results, p)]
+        known = [(m, n) for m, n in measured if m[0] is not None]
+        ((r, how), name) = min(known, key=lambda k: k[0][0] or 0.0) if known else ((None, ""), "")
+        label = f" (vs {name.removeprefix('gunicorn-')}, {how})" if name else ""
         checks.append(
             Check(
-                f"flask-serve / best gunicorn  {p:<6}{versus}",
+                f"flask-serve / best gunicorn  {p:<6}{label}",
                 r,
-                shown,
+                figure(r, how, table),
                 f">= {TARGET_VS_GUNICORN}",
                 None if r is None else r >= TARGET_VS_GUNICORN,
             )
         )
     for p in paths:
-        r = ratio(serve.rps(p) if serve else None, waitress.rps(p) if waitress else None)
+        r, how = versus(waitress, p)
+        table = ratio(serve.rps(p) if serve else None, waitress.rps(p) if waitress else None)
         checks.append(
             Check(
-                f"flask-serve / waitress       {p:<6}",
+                f"flask-serve / waitress       {p:<6} ({how})",
                 r,
-                f"{r:.3f}" if r is not None else "n/a",
+                figure(r, how, table),
                 f">= {TARGET_VS_WAITRESS}",
                 None if r is None else r >= TARGET_VS_WAITRESS,
             )
@@ -978,7 +1000,8 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
         cost = 1 - r if r is not None else None
         checks.append(
             Check(
-                f"prefix / no-prefix           {p:<6}" + (" (A B B A)" if pairs else ""),
+                f"prefix / no-prefix           {p:<6}"
+                + (f" ({len(pairs)} x A B B A)" if pairs else " (table)"),
                 r,
                 f"{r:.3f} (cost {cost:+.1%})" if r is not None and cost is not None else "n/a",
                 f"cost <= {TARGET_PREFIX_COST:.0%}",
