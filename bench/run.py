@@ -193,8 +193,8 @@ class ContenderResult:
     log: str = ""
     cpu_busy_before: list[float | None] = field(default_factory=list)
     #: per path, this contender's requests/s over flask-serve's, measured in
-    #: turn (see :func:`measure_in_turn`): flask-serve-prefix, and the best
-    #: gunicorn candidates (see :func:`head_to_head`)
+    #: turn (see :func:`measure_in_turn`): flask-serve-prefix, waitress and
+    #: the best gunicorn candidates (see :func:`head_to_head`)
     paired: dict[str, list[float]] = field(default_factory=dict)
 
     def rps(self, path: str) -> float | None:
@@ -1085,8 +1085,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         metavar="N",
         help=(
-            "then measure flask-serve in turn with each endpoint's best gunicorn, "
-            "N x A B B A; the check uses the median ratio (default 3, --quick 1, 0: off)"
+            "then measure flask-serve in turn with what the checks compare it with "
+            "(two best gunicorn per endpoint, waitress, the prefix), N x A B B A; "
+            "the checks use the median ratio (default 3, --quick 1, 0: off)"
         ),
     )
     parser.add_argument(
