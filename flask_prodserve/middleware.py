@@ -120,10 +120,11 @@ class AccessLog:
         return ObservedBody(body, lambda size: self._log(environ, status, size, started))
 
     def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
+        status_line = status[0] if status else "-"  # "-": the response never started
         if self.fmt == "combined":
-            line = combined_line(environ, status[0] if status else "-", size, started)
+            line = combined_line(environ, status_line, size, started)
         else:
-            fields = access_fields(environ, status[0] if status else "-", size, started)
+            fields = access_fields(environ, status_line, size, started)
             if self.fmt == "json":
                 line = json.dumps(fields, separators=(",", ":"))
             else:

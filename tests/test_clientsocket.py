@@ -113,13 +113,13 @@ def test_held_bytes_go_out_with_the_next_write_in_one_call(
     calls: list[int] = []
     real = os.writev
     monkeypatch.setattr(os, "writev", lambda fd, parts: calls.append(len(parts)) or real(fd, parts))
-    client.hold_next()
-    client.sendall(b"head|")
+    with client.hold():
+        client.sendall(b"head|")
     assert nothing_to_read(peer)
     client.sendall(b"body")
     assert calls == [2]  # one system call for both
     assert peer.recv(100) == b"head|body"
-    client.sendall(b"more")  # holding was for one sendall only
+    client.sendall(b"more")  # holding was for the block only
     assert peer.recv(100) == b"more"
 
 
@@ -128,8 +128,8 @@ def test_held_bytes_then_more_than_the_buffer_holds(
 ) -> None:
     client, peer = pair
     client.setblocking(True)
-    client.hold_next()
-    client.sendall(b"head|")
+    with client.hold():
+        client.sendall(b"head|")
     assert read_while(peer, len(BIG) + 5, lambda: client.sendall(BIG)) == b"head|" + BIG
 
 
@@ -141,8 +141,8 @@ def test_every_other_write_sends_what_was_held_first(
     client.setblocking(True)
     client.send_held()  # nothing held: nothing sent
     assert nothing_to_read(peer)
-    client.hold_next()
-    client.sendall(b"held|")
+    with client.hold():
+        client.sendall(b"held|")
     assert nothing_to_read(peer)
     if write == "send_held":
         client.send_held()

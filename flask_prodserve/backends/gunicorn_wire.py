@@ -491,7 +491,7 @@ def _ip(conn: TConn) -> str:
 class OneWriteResponse(Response):
     """gunicorn's response, writing its headers together with the first bytes
     of its body when its socket is a :class:`ClientSocket` (see
-    :meth:`ClientSocket.hold_next`).
+    :meth:`ClientSocket.hold`).
 
     Not for chunked responses: a streaming app may yield ``b""`` to send its
     headers early, and gunicorn writes nothing for an empty chunk. Any other
@@ -504,11 +504,8 @@ class OneWriteResponse(Response):
         if self.headers_sent or self.chunked or not isinstance(sock, ClientSocket):
             super().send_headers()
             return
-        sock.hold_next()
-        try:
+        with sock.hold():
             super().send_headers()
-        finally:
-            sock.holding = False  # the headers are held now, or were never written
 
     def close(self) -> None:
         super().close()
