@@ -18,6 +18,7 @@ import contextlib
 import fnmatch
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,6 +62,11 @@ SCRUB_ENV_NAMES = ("FLASK_APP", "FLASK_DEBUG", "WEB_CONCURRENCY", "PORT")
 TARGET_VS_GUNICORN = 0.95  # flask-serve / best hand-tuned gunicorn >= this
 TARGET_VS_WAITRESS = 1.9  # flask-serve / waitress defaults >= this
 TARGET_PREFIX_COST = 0.03  # 1 - prefix / no-prefix <= this
+# Student's t for the two-sided 95 % interval a head-to-head check is judged
+# by, for 1..30 degrees of freedom (beyond: 1.96 + 2.4 / df, within 0.003).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 TARGET_SLEEP_WALL = 5.0  # 50 concurrent 1 s requests finish within this
 SLEEP_REQUESTS = 50
 SLEEP_TIMEOUT = 30.0
@@ -218,7 +224,52 @@ class Check:
     value: float | None
     shown: str
     target: str
-    passed: bool | None  # None: could not be measured
+    # PASS / FAIL; UNCLEAR: the 95 % interval straddles the target; SKIP: not measured
+    verdict: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A ratio of requests/s with its 95 % interval (``None``: not known)."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    how: str  # "table" or "N x A B B A"
+    table: float | None  # the table's ratio, shown beside a head-to-head one
+
+    @staticmethod
+    def none() -> Estimate:
+        return Estimate(None, None, None, "", None)
+
+    def verdict(self, target: float) -> str:
+        """PASS or FAIL when the whole interval is on one side of ``target``
+        (a lone ratio is judged as it stands), UNCLEAR when it straddles it."""
+        if self.value is None:
+            return "SKIP"
+        if self.low is None or self.high is None:
+            return "PASS" if self.value >= target else "FAIL"
+        if self.low >= target:
+            return "PASS"
+        return "FAIL" if self.high < target else "UNCLEAR"
+
+    def check(self, label: str, target: float, *, as_cost: bool = False) -> Check:
+        """A check that this ratio is >= ``target``; ``as_cost`` shows it as
+        1 - ratio (the prefix's cost) instead."""
+        if self.value is None:
+            shown = "n/a"
+        elif as_cost:
+            shown = f"cost {1 - self.value:+.1%}"
+            if self.low is not None and self.high is not None:
+                shown += f" [{1 - self.high:+.1%}, {1 - self.low:+.1%}]"
+        else:
+            shown = f"{self.value:.3f}"
+            if self.low is not None and self.high is not None:
+                shown += f" [{self.low:.3f}, {self.high:.3f}]"
+            if self.how != "table" and self.table is not None:
+                shown += f" (table {self.table:.3f})"
+        goal = f"cost <= {1 - target:.0%}" if as_cost else f">= {target}"
+        return Check(label, self.value, shown, goal, self.verdict(target))
 
 
 # --------------------------------------------------------------------------- #
@@ -614,6 +665,11 @@ class Plan:
     wrk: WrkSettings
     settle: float  # max seconds to wait for a quiet machine
     retries: int  # extra attempts for a run disturbed by other load
+    turn: int  # seconds per run head to head
+
+    def for_turns(self) -> Plan:
+        """Head-to-head runs: ``turn`` seconds, warmed up once beforehand."""
+        return replace(self, wrk=replace(self.wrk, duration=self.turn, warmup=0))
 
 
 def describe(m: WrkResult) -> str:
@@ -690,41 +746,57 @@ def measure_in_turn(
     endpoints: Sequence[tuple[str, str]],
     plan: Plan,
     *,
-    rounds: int = 1,
     to_table: bool = False,
 ) -> None:
-    """Measure ``a`` and ``b``, both running, in the order A B B A for each
-    endpoint, ``rounds`` times: the machine drifts more between two servers
-    measured one after the other (the same server measured 10 % apart) than
-    the differences this has to show, and A B B A cancels a steady drift.
-    Each A B B A gives one ratio, b over a, in ``b.paired``. With ``to_table``
-    the first A and B also go into the table (each contender's best there is
-    then taken from as many runs as every other contender's)."""
-    announce(a, plan)
-    print(f"   (measured in turn with {b.contender.name}: A B B A)", flush=True)
+    """Start ``a`` and ``b`` side by side and measure each endpoint in the
+    order A B B A: the machine drifts more between two servers measured one
+    after the other (the same server measured 10 % apart) than the
+    differences this has to show, and A B B A cancels a steady drift. Each
+    A B B A gives one ratio, b over a, in ``b.paired``.
+
+    With ``to_table`` the runs are the table's (``plan.wrk``) and the first A
+    and B go into it, so each contender's best there comes from as many runs
+    as every other contender's. Otherwise (head to head) each server is warmed
+    up once per endpoint and the four runs are ``plan.turn`` seconds long.
+    """
+    runs_plan = plan if to_table else plan.for_turns()
+    if to_table:
+        announce(a, plan)
+        print(f"   (measured in turn with {b.contender.name}: A B B A)", flush=True)
+    else:
+        wait_quiet(plan.settle)
     try:
         with running(a.contender, plan.python) as sa, running(b.contender, plan.python) as sb:
             sa.paired = sb.paired = True
-            started(a, sa)
-            started(b, sb)
-            for _ in range(rounds):
-                for logical, sub in endpoints:
-                    runs = [
-                        bench_path(srv, logical, sub, plan, res, keep)
-                        for srv, res, keep in (
-                            (sa, a, to_table),
-                            (sb, b, to_table),
-                            (sb, b, False),
-                            (sa, a, False),
-                        )
-                    ]
-                    rps = [r.requests_per_sec if r else 0.0 for r in runs]
-                    if all(rps):
-                        ratio = (rps[1] + rps[2]) / (rps[0] + rps[3])
-                        b.paired.setdefault(logical, []).append(ratio)
+            if to_table:
+                started(a, sa)
+                started(b, sb)
+            for logical, sub in endpoints:
+                if not to_table:
+                    for srv, res in ((sa, a), (sb, b)):
+                        warm_up(srv, res.contender.url_path(sub), plan)
+                runs = [
+                    bench_path(srv, logical, sub, runs_plan, res, keep)
+                    for srv, res, keep in (
+                        (sa, a, to_table),
+                        (sb, b, to_table),
+                        (sb, b, False),
+                        (sa, a, False),
+                    )
+                ]
+                rps = [r.requests_per_sec if r else 0.0 for r in runs]
+                if all(rps):
+                    ratio = (rps[1] + rps[2]) / (rps[0] + rps[3])
+                    b.paired.setdefault(logical, []).append(ratio)
     except BenchError as exc:
-        a.error = b.error = str(exc)
+        if to_table:
+            a.error = b.error = str(exc)
         print(f"   FAILED: {exc}", flush=True)
+
+
+def warm_up(server: Server, url_path: str, plan: Plan) -> None:
+    if plan.wrk.warmup > 0:
+        plan.wrk.run(f"http://{HOST}:{server.port}{url_path}", plan.wrk.warmup)
 
 
 def head_to_head(results: Sequence[ContenderResult], plan: Plan, rounds: int) -> None:
@@ -740,6 +812,11 @@ def head_to_head(results: Sequence[ContenderResult], plan: Plan, rounds: int) ->
     w2-gthread8 for ``/`` at 4120 req/s; head to head it did 16 % less than
     flask-serve, where gunicorn-w2 has been within 3 %). Measuring the two
     best again, in turn with flask-serve, compares servers rather than luck.
+
+    Both servers are started afresh for every A B B A: a process's speed
+    depends on its own hash seed and memory layout, so the A B B A's of one
+    pair of processes would share that pair's bias, and the interval of
+    :func:`interval` assumes independent ratios.
     """
     serve = find(results, "flask-serve")
     if serve is None or serve.error:
@@ -752,9 +829,35 @@ def head_to_head(results: Sequence[ContenderResult], plan: Plan, rounds: int) ->
         chosen[name] = list(ENDPOINTS)
     for name, endpoints in chosen.items():
         other = find(results, name)
-        if other is not None and not other.error:
-            print(f"-- head to head: flask-serve and {name} ({rounds} x A B B A)", flush=True)
-            measure_in_turn(serve, other, endpoints, plan, rounds=rounds)
+        if other is None or other.error:
+            continue
+        print(
+            f"-- head to head: flask-serve and {name}, {rounds} x A B B A "
+            f"({plan.turn} s runs, both servers started afresh each time)",
+            flush=True,
+        )
+        for block in range(rounds):
+            print(f"   [{block + 1}/{rounds}]", flush=True)
+            measure_in_turn(serve, other, endpoints, plan)
+
+
+def interval(ratios: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """Geometric mean of ``ratios`` and its 95 % confidence interval
+    (Student's t over the logarithms; no interval from one ratio).
+
+    Ratios of two throughputs are skewed (a run 10 % slow and one 10 % fast
+    are not symmetric around 1) and the noise here is multiplicative, so
+    their logarithms are averaged; the interval is what lets a check say
+    "not shown" instead of passing or failing on the luck of a few runs.
+    """
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), None, None
+    df = len(logs) - 1
+    t = _T95[df - 1] if df <= len(_T95) else 1.96 + 2.4 / df
+    half = t * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def sleep_check(plan: Plan) -> SleepResult:
@@ -948,64 +1051,44 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
-    def versus(other: ContenderResult | None, p: str) -> tuple[float | None, str]:
-        """flask-serve's requests/s over ``other``'s on ``p``, and how it was
-        measured: the median of the A B B A ratios when they were measured in
-        turn (see head_to_head), else the table's figures."""
+    def versus(other: ContenderResult | None, p: str, table: float | None) -> Estimate:
+        """flask-serve's requests/s over ``other``'s on ``p``: from the A B B A
+        ratios when they were measured in turn (see head_to_head), else the
+        table's figures (no interval)."""
         pairs = other.paired.get(p) if other else None
-        if pairs:
-            return statistics.median(1 / x for x in pairs), f"{len(pairs)} x A B B A"
-        table = ratio(serve.rps(p) if serve else None, other.rps(p) if other else None)
-        return table, "table"
-
-    def figure(r: float | None, how: str, table: float | None) -> str:
-        text = "n/a" if r is None else f"{r:.3f}"
-        return text + (f" (table {table:.3f})" if how != "table" and table is not None else "")
+        if not pairs:
+            return Estimate(table, None, None, "table", table)
+        mid, lo, hi = interval([1 / x for x in pairs])
+        return Estimate(mid, lo, hi, f"{len(pairs)} x A B B A", table)
 
     for p in paths:
         g = best_gunicorn(results, p)
         table = ratio(serve.rps(p) if serve else None, g[1] if g else None)
         # Against the strongest finalist, as measured in turn.
-        measured = [(versus(find(results, n), p), n) for n in gunicorn_finalists(results, p)]
-        known = [(m, n) for m, n in measured if m[0] is not None]
-        ((r, how), name) = min(known, key=lambda k: k[0][0] or 0.0) if known else ((None, ""), "")
-        label = f" (vs {name.removeprefix('gunicorn-')}, {how})" if name else ""
-        checks.append(
-            Check(
-                f"flask-serve / best gunicorn  {p:<6}{label}",
-                r,
-                figure(r, how, table),
-                f">= {TARGET_VS_GUNICORN}",
-                None if r is None else r >= TARGET_VS_GUNICORN,
-            )
-        )
+        finalists = [
+            (versus(find(results, n), p, table), n) for n in gunicorn_finalists(results, p)
+        ]
+        known = [(e, n) for e, n in finalists if e.value is not None]
+        est, name = min(known, key=lambda k: k[0].value or 0.0) if known else (Estimate.none(), "")
+        label = f" (vs {name.removeprefix('gunicorn-')}, {est.how})" if name else ""
+        checks.append(est.check(f"flask-serve / best gunicorn  {p:<6}{label}", TARGET_VS_GUNICORN))
     for p in paths:
-        r, how = versus(waitress, p)
         table = ratio(serve.rps(p) if serve else None, waitress.rps(p) if waitress else None)
+        est = versus(waitress, p, table)
         checks.append(
-            Check(
-                f"flask-serve / waitress       {p:<6} ({how})",
-                r,
-                figure(r, how, table),
-                f">= {TARGET_VS_WAITRESS}",
-                None if r is None else r >= TARGET_VS_WAITRESS,
-            )
+            est.check(f"flask-serve / waitress       {p:<6} ({est.how})", TARGET_VS_WAITRESS)
         )
     for p in paths:
+        table = ratio(prefix.rps(p) if prefix else None, serve.rps(p) if serve else None)
         pairs = prefix.paired.get(p) if prefix else None
-        if pairs:  # measured in turn: the median of the A B B A ratios
-            r = statistics.median(pairs)
-        else:
-            r = ratio(prefix.rps(p) if prefix else None, serve.rps(p) if serve else None)
-        cost = 1 - r if r is not None else None
+        est = Estimate(table, None, None, "table", None)
+        if pairs:
+            est = Estimate(*interval(pairs), f"{len(pairs)} x A B B A", None)
         checks.append(
-            Check(
-                f"prefix / no-prefix           {p:<6}"
-                + (f" ({len(pairs)} x A B B A)" if pairs else " (table)"),
-                r,
-                f"{r:.3f} (cost {cost:+.1%})" if r is not None and cost is not None else "n/a",
-                f"cost <= {TARGET_PREFIX_COST:.0%}",
-                None if cost is None else cost <= TARGET_PREFIX_COST,
+            est.check(
+                f"prefix / no-prefix           {p:<6} ({est.how})",
+                1 - TARGET_PREFIX_COST,
+                as_cost=True,
             )
         )
     if sleep is not None:
@@ -1019,7 +1102,9 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
                 sleep.wall_s,
                 shown,
                 f"<= {TARGET_SLEEP_WALL:.0f} s",
-                ok and sleep.wall_s is not None and sleep.wall_s <= TARGET_SLEEP_WALL,
+                "PASS"
+                if ok and sleep.wall_s is not None and sleep.wall_s <= TARGET_SLEEP_WALL
+                else "FAIL",
             )
         )
     else:
@@ -1029,7 +1114,7 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
                 None,
                 "n/a",
                 f"<= {TARGET_SLEEP_WALL:.0f} s",
-                None,
+                "SKIP",
             )
         )
     return checks
@@ -1040,8 +1125,12 @@ def print_checks(checks: Sequence[Check]) -> None:
     print("Ratios and targets")
     width = max(len(c.label) for c in checks) + 2
     for c in checks:
-        verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[c.passed]
-        print(f"{c.label:<{width}} {c.shown:<22} target {c.target:<12} {verdict}")
+        print(f"{c.label:<{width}} {c.shown:<40} target {c.target:<12} {c.verdict}")
+    if any(c.verdict == "UNCLEAR" for c in checks):
+        print(
+            "UNCLEAR: the 95 % interval [in brackets] holds values on both sides of the "
+            "target; more --head-to-head turns narrow it"
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -1087,8 +1176,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=(
             "then measure flask-serve in turn with what the checks compare it with "
             "(two best gunicorn per endpoint, waitress, the prefix), N x A B B A; "
-            "the checks use the median ratio (default 3, --quick 1, 0: off)"
+            "the checks use the geometric mean ratio and its 95 %% interval "
+            "(default 8, --quick 2, 0: off)"
         ),
+    )
+    parser.add_argument(
+        "--turn",
+        type=int,
+        default=2,
+        metavar="S",
+        help="seconds per wrk run head to head (default 2)",
     )
     parser.add_argument(
         "--settle",
@@ -1133,8 +1230,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.head_to_head is None:
-        args.head_to_head = 1 if args.quick else 3
-    for name in ("duration", "connections", "threads", "rounds"):
+        args.head_to_head = 2 if args.quick else 8
+    for name in ("duration", "turn", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.warmup < 0 or args.retries < 0 or args.settle < 0 or args.head_to_head < 0:
@@ -1156,7 +1253,7 @@ def run(args: argparse.Namespace) -> int:
 
     contenders, do_sleep = select(args.only, args.quick)
     wrk = WrkSettings(wrk_path, args.threads, args.connections, args.duration, args.warmup)
-    plan = Plan(args.python, wrk, args.settle, args.retries)
+    plan = Plan(args.python, wrk, args.settle, args.retries, args.turn)
     machine = machine_info(wrk_path)
     versions = package_versions(args.python)
     print(
@@ -1168,7 +1265,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"wrk -t{wrk.threads} -c{wrk.connections} -d{wrk.duration}s "
-        f"(warm-up {wrk.warmup} s), rounds={args.rounds}, head-to-head={args.head_to_head}, "
+        f"(warm-up {wrk.warmup} s), rounds={args.rounds}, "
+        f"head-to-head={args.head_to_head} x {args.turn} s, "
         f"{len(contenders)} contender(s)" + (f" + {CONCURRENCY_CHECK}" if do_sleep else "")
     )
     print()
@@ -1211,6 +1309,7 @@ def run(args: argparse.Namespace) -> int:
             "warmup_s": wrk.warmup,
             "rounds": args.rounds,
             "head_to_head": args.head_to_head,
+            "turn_s": args.turn,
             "retries": args.retries,
             "settle_s": args.settle,
             "quick": args.quick,
@@ -1246,7 +1345,7 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=2, allow_nan=False, default=str))
     print(f"results written to {display_path(args.json)}")
-    if args.check and any(c.passed is False for c in checks):
+    if args.check and any(c.verdict in ("FAIL", "UNCLEAR") for c in checks):
         return 2
     return 0
 

@@ -1,0 +1,84 @@
+"""The benchmark's verdicts: the interval of paired ratios and PASS/FAIL/UNCLEAR.
+
+The benchmark itself is run by hand (it takes half an hour and a quiet
+machine); what decides its verdicts is pure arithmetic and is tested here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.run import Estimate, interval
+
+
+def test_interval_is_the_geometric_mean_with_a_t_interval() -> None:
+    ratios = [0.9, 1.0, 1.1, 1.2]
+    mid, lo, hi = interval(ratios)
+    logs = [math.log(r) for r in ratios]
+    mean = sum(logs) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 3)
+    half = 3.182 * sd / 2  # t(0.975, 3 df) * sd / sqrt(4)
+    assert mid == pytest.approx(math.exp(mean))
+    assert lo == pytest.approx(math.exp(mean - half))
+    assert hi == pytest.approx(math.exp(mean + half))
+
+
+def test_interval_of_a_ratio_and_its_inverse_mirror_each_other() -> None:
+    """flask-serve / gunicorn is computed from gunicorn / flask-serve ratios."""
+    ratios = [0.93, 1.05, 0.99, 1.12, 0.97]
+    mid, lo, hi = interval(ratios)
+    imid, ilo, ihi = interval([1 / r for r in ratios])
+    assert (imid, ilo, ihi) == pytest.approx((1 / mid, 1 / hi, 1 / lo))
+
+
+def test_interval_narrows_with_more_turns_and_has_none_for_one() -> None:
+    few = interval([0.95, 1.05] * 2)
+    many = interval([0.95, 1.05] * 20)
+    assert many[2] - many[1] < few[2] - few[1]
+    assert many[0] == pytest.approx(few[0])
+    mid, lo, hi = interval([1.04])
+    assert (lo, hi) == (None, None)
+    assert mid == pytest.approx(1.04)
+
+
+def test_interval_beyond_the_t_table_uses_the_large_sample_value() -> None:
+    ratios = [0.9, 1.1] * 30  # 59 degrees of freedom
+    _, lo, _ = interval(ratios)
+    sd = math.log(1.1 / 0.9) / 2 * math.sqrt(60 / 59)
+    assert lo == pytest.approx(
+        math.exp(math.log(0.99) / 2 - (1.96 + 2.4 / 59) * sd / math.sqrt(60))
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "verdict"),
+    [
+        pytest.param(1.00, 0.96, 1.04, "PASS", id="whole-interval-above"),
+        pytest.param(0.95, 0.95, 1.00, "PASS", id="low-end-on-target"),
+        pytest.param(0.90, 0.85, 0.94, "FAIL", id="whole-interval-below"),
+        pytest.param(1.00, 0.90, 1.10, "UNCLEAR", id="straddles-point-above"),
+        pytest.param(0.93, 0.88, 0.99, "UNCLEAR", id="straddles-point-below"),
+        pytest.param(0.96, None, None, "PASS", id="lone-ratio-above"),
+        pytest.param(0.94, None, None, "FAIL", id="lone-ratio-below"),
+        pytest.param(None, None, None, "SKIP", id="not-measured"),
+    ],
+)
+def test_verdict(value: float | None, low: float | None, high: float | None, verdict: str) -> None:
+    assert Estimate(value, low, high, "8 x A B B A", None).verdict(0.95) == verdict
+
+
+def test_check_shows_a_ratio_its_interval_and_the_table() -> None:
+    check = Estimate(1.021, 0.98, 1.064, "8 x A B B A", 0.912).check("vs gunicorn", 0.95)
+    assert check.shown == "1.021 [0.980, 1.064] (table 0.912)"
+    assert (check.target, check.verdict) == (">= 0.95", "PASS")
+
+
+def test_prefix_check_shows_the_cost_and_its_interval() -> None:
+    """A ratio of 0.99 [0.975, 1.005] is a cost of +1 % [-0.5 %, +2.5 %]."""
+    check = Estimate(0.99, 0.975, 1.005, "60 x A B B A", None).check("prefix", 0.97, as_cost=True)
+    assert check.shown == "cost +1.0% [-0.5%, +2.5%]"
+    assert (check.target, check.verdict) == ("cost <= 3%", "PASS")
+    worse = Estimate(0.98, 0.96, 1.0, "60 x A B B A", None).check("prefix", 0.97, as_cost=True)
+    assert worse.verdict == "UNCLEAR"
