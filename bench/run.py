@@ -238,9 +238,13 @@ class Estimate:
     how: str  # "table" or "N x A B B A"
     table: float | None  # the table's ratio, shown beside a head-to-head one
 
-    @staticmethod
-    def none() -> Estimate:
-        return Estimate(None, None, None, "", None)
+    @classmethod
+    def of(cls, ratios: Sequence[float] | None, table: float | None) -> Estimate:
+        """From the ratios measured in turn (see :func:`head_to_head`), else
+        the table's ratio (no interval)."""
+        if not ratios:
+            return cls(table, None, None, "table", table)
+        return cls(*interval(ratios), f"{len(ratios)} x A B B A", table)
 
     def verdict(self, target: float) -> str:
         """PASS or FAIL when the whole interval is on one side of ``target``
@@ -1052,14 +1056,10 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
         return a / b if a is not None and b else None
 
     def versus(other: ContenderResult | None, p: str, table: float | None) -> Estimate:
-        """flask-serve's requests/s over ``other``'s on ``p``: from the A B B A
-        ratios when they were measured in turn (see head_to_head), else the
-        table's figures (no interval)."""
+        """flask-serve's requests/s over ``other``'s on ``p`` (``paired``
+        holds ``other``'s over flask-serve's)."""
         pairs = other.paired.get(p) if other else None
-        if not pairs:
-            return Estimate(table, None, None, "table", table)
-        mid, lo, hi = interval([1 / x for x in pairs])
-        return Estimate(mid, lo, hi, f"{len(pairs)} x A B B A", table)
+        return Estimate.of([1 / x for x in pairs] if pairs else None, table)
 
     for p in paths:
         g = best_gunicorn(results, p)
@@ -1069,7 +1069,9 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
             (versus(find(results, n), p, table), n) for n in gunicorn_finalists(results, p)
         ]
         known = [(e, n) for e, n in finalists if e.value is not None]
-        est, name = min(known, key=lambda k: k[0].value or 0.0) if known else (Estimate.none(), "")
+        est, name = (
+            min(known, key=lambda k: k[0].value or 0.0) if known else (Estimate.of(None, None), "")
+        )
         label = f" (vs {name.removeprefix('gunicorn-')}, {est.how})" if name else ""
         checks.append(est.check(f"flask-serve / best gunicorn  {p:<6}{label}", TARGET_VS_GUNICORN))
     for p in paths:
@@ -1080,10 +1082,7 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
         )
     for p in paths:
         table = ratio(prefix.rps(p) if prefix else None, serve.rps(p) if serve else None)
-        pairs = prefix.paired.get(p) if prefix else None
-        est = Estimate(table, None, None, "table", None)
-        if pairs:
-            est = Estimate(*interval(pairs), f"{len(pairs)} x A B B A", None)
+        est = Estimate.of(prefix.paired.get(p) if prefix else None, table)
         checks.append(
             est.check(
                 f"prefix / no-prefix           {p:<6} ({est.how})",
