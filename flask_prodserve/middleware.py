@@ -26,6 +26,7 @@ from urllib.parse import quote
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from .clock import EverySecond
 from .limits import BodyLimit
 from .logbuffer import direct_handler
 from .proxy import ForwardedHeaders
@@ -136,14 +137,8 @@ class AccessLog:
             handler.write_line(line)
 
 
-_clock = (0, "")  # (second, its log time): formatted once a second, not per request
-
-
-def _log_time(second: int) -> str:
-    global _clock
-    if _clock[0] != second:  # threads racing here write the same value
-        _clock = (second, time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
-    return _clock[1]
+_LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"  # the combined log format's
+_log_time = EverySecond(lambda second: time.strftime(_LOG_TIME, time.localtime(second)))
 
 
 def combined_line(environ: WSGIEnvironment, status: str, size: int, started: float) -> str:
@@ -156,7 +151,7 @@ def combined_line(environ: WSGIEnvironment, status: str, size: int, started: flo
     get = environ.get
     return (
         f"{get('REMOTE_ADDR') or '-'} - {get('REMOTE_USER') or '-'} "
-        f"[{_log_time(int(time.time()))}] "
+        f"[{_log_time()}] "
         f'"{get("REQUEST_METHOD") or "-"} {_request_path(environ)} '
         f'{get("SERVER_PROTOCOL") or "-"}" {_status_code(status)} {size} '
         f'"{get("HTTP_REFERER") or "-"}" "{get("HTTP_USER_AGENT") or "-"}" '

@@ -7,6 +7,7 @@ it over raw sockets: what is asserted is what a client sees on the connection.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import os
@@ -24,7 +25,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from gunicorn.config import Config
+from gunicorn import util as gunicorn_util
+from gunicorn.config import KNOWN_SETTINGS, Config
 from gunicorn.http.wsgi import Response
 
 from flask_prodserve.backends import gunicorn
@@ -32,7 +34,9 @@ from flask_prodserve.backends.clientsocket import ClientSocket
 from flask_prodserve.backends.gunicorn_wire import (
     PASS,
     OneWriteResponse,
+    SettledConfig,
     head_verdict,
+    http_date,
     on_the_wire,
 )
 from flask_prodserve.config import Facts, ServeConfig, resolve
@@ -637,6 +641,56 @@ def test_limits_map_to_gunicorn() -> None:
     assert options["limit_request_line"] == 1000
     assert options["limit_request_fields"] == 30
     assert options["limit_request_field_size"] == 8192
+
+
+# --- 9. what a worker reads once -------------------------------------------------
+
+
+def test_a_settled_config_reads_what_the_config_holds() -> None:
+    cfg = Config()
+    cfg.set("keepalive", 7)
+    cfg.set("forwarded_allow_ips", "*")
+    cfg.set("keyfile", __file__)
+    settled = SettledConfig(cfg)
+    for setting in KNOWN_SETTINGS:
+        assert getattr(settled, setting.name) == getattr(cfg, setting.name), setting.name
+    assert (settled.keepalive, settled.forwarded_allow_ips, settled.is_ssl) == (7, ["*"], True)
+    assert settled.worker_class_str == cfg.worker_class_str  # the other properties: as they are
+    assert SettledConfig(Config()).is_ssl is False
+
+
+def test_a_settled_config_refuses_changes_and_unknown_names() -> None:
+    settled = SettledConfig(Config())
+    assert settled.keepalive == 2
+    with pytest.raises(AttributeError, match="settled: cannot set 'keepalive'"):
+        settled.set("keepalive", 5)
+    with pytest.raises(AttributeError, match="No configuration setting for: nonsense"):
+        _ = settled.nonsense
+
+
+def test_the_date_header_is_gunicorns() -> None:
+    assert http_date(0) == gunicorn_util.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    before = time.time()
+    now = http_date()
+    after = time.time()
+    assert now in {gunicorn_util.http_date(int(before)), gunicorn_util.http_date(int(after))}
+
+
+def test_live_responses_carry_the_current_date(server: LiveServer) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        for _ in range(3):
+            before = int(time.time())
+            conn.request("GET", "/echo/dated")
+            response = conn.getresponse()
+            response.read()
+            after = time.time()
+            assert response.status == 200 and not response.will_close, server.log
+            date = email.utils.parsedate_to_datetime(response.getheader("Date", ""))
+            assert before <= date.timestamp() <= after, response.getheader("Date")
+            time.sleep(0.6)  # across a second's change at least once
+    finally:
+        conn.close()
 
 
 # --- the gate's verdict on a partial head -----------------------------------
