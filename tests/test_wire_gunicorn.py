@@ -1,5 +1,5 @@
 """gunicorn at the wire: slow clients, ambiguous framing, size limits, bodies,
-read timeouts, and the proxy settings.
+read timeouts, the proxy settings, and what a worker reads once.
 
 Live tests run the real ``flask serve --prod --server gunicorn`` and talk to
 it over raw sockets: what is asserted is what a client sees on the connection.
@@ -643,7 +643,7 @@ def test_limits_map_to_gunicorn() -> None:
     assert options["limit_request_field_size"] == 8192
 
 
-# --- 9. what a worker reads once -------------------------------------------------
+# --- 9. what a worker reads once ----------------------------------------------
 
 
 def test_a_settled_config_reads_what_the_config_holds() -> None:
