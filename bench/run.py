@@ -625,9 +625,12 @@ class WrkSettings:
             raise BenchError(f"wrk failed ({proc.returncode}): {msg}")
         return out
 
-    def measure(self, url: str, server: Server | None = None) -> WrkResult:
+    def warm_up(self, url: str) -> None:
         if self.warmup > 0:
             self.run(url, self.warmup)
+
+    def measure(self, url: str, server: Server | None = None) -> WrkResult:
+        self.warm_up(url)
         spread: list[int] | None = None
 
         def probe() -> None:
@@ -778,7 +781,7 @@ def measure_in_turn(
             for logical, sub in endpoints:
                 if not to_table:
                     for srv, res in ((sa, a), (sb, b)):
-                        warm_up(srv, res.contender.url_path(sub), plan)
+                        plan.wrk.warm_up(f"http://{HOST}:{srv.port}{res.contender.url_path(sub)}")
                 runs = [
                     bench_path(srv, logical, sub, runs_plan, res, keep)
                     for srv, res, keep in (
@@ -796,11 +799,6 @@ def measure_in_turn(
         if to_table:
             a.error = b.error = str(exc)
         print(f"   FAILED: {exc}", flush=True)
-
-
-def warm_up(server: Server, url_path: str, plan: Plan) -> None:
-    if plan.wrk.warmup > 0:
-        plan.wrk.run(f"http://{HOST}:{server.port}{url_path}", plan.wrk.warmup)
 
 
 def head_to_head(results: Sequence[ContenderResult], plan: Plan, rounds: int) -> None:
