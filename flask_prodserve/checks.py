@@ -5,7 +5,7 @@ finds the problem, and listed in :data:`CHECKS`; the report, the start-up
 banner and the docs all come from that registry. A check's ID is ``PS`` and
 three digits, the first naming the area: 1 debugging, 2 secret key and
 session cookie, 3 network (hosts, binding, proxy), 4 request limits, 5 the
-URL prefix self-test. An ID always means the same check and is never reused.
+URL prefix self-test, 6 the server itself. An ID always means the same check and is never reused.
 
 Pure: nothing here prints or exits. The checks read the app and the
 resolved :class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from .backends import gunicorn_names
 from .config import Layer
 from .errors import ConfigError, ProdServeError
 from .prefixtest import PrefixFailure, prefix_self_test
@@ -403,6 +404,28 @@ check(
     "remove SESSION_COOKIE_PATH and APPLICATION_ROOT from the config (the prefix sets them)",
     "The session cookie's path is not the URL prefix.",
 )(_prefix_aspect("cookie_path"))
+
+
+# -- 6xx the server itself ---------------------------------------------------------
+
+
+@check(
+    "PS601",
+    WARNING,
+    "put nginx in front (flask serve --emit nginx), or serve with --server waitress, "
+    f"or install a tested gunicorn: pip install '{gunicorn_names.tested_range()}'",
+)
+def _stock_gunicorn_worker(t: Target) -> Iterator[str]:
+    """gunicorn's own worker serves: slow clients can hold every thread."""
+    if t.config.server != "gunicorn":
+        return
+    why = gunicorn_names.worker_fallback(t.config.server_options)
+    if why:
+        yield (
+            f"{why}, so gunicorn's own gthread worker serves, without flask-prodserve's "
+            "request-head deadline (slow clients can hold every thread) or its checks "
+            "of bodies that stop or end early"
+        )
 
 
 CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))

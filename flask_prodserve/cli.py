@@ -193,7 +193,12 @@ def serve(app: Flask, **options: Any) -> None:
 def _serve(app: Flask, config: ServeConfig) -> int:
     try:
         _configure_access_log(config.access_log_file)
-        status = serving.serve(app, config, lambda urls, w: _banner(app, config, urls, w))
+        status = serving.serve(
+            app,
+            config,
+            lambda urls, warnings: _banner(app, config, urls, warnings),
+            lambda signame, graceful: _stopping(config, signame, graceful),
+        )
     except checks.ChecksFailed as exc:
         for problem in exc.problems:
             click.echo(f"Error: {problem.id}: {problem.describe()}", err=True)
@@ -211,6 +216,16 @@ def _serve(app: Flask, config: ServeConfig) -> int:
     else:
         click.echo(" * Stopped." if status == 0 else f" * Stopped with exit status {status}.")
     return status
+
+
+def _stopping(config: ServeConfig, signame: str, graceful: bool) -> None:
+    if graceful:
+        click.echo(
+            f" * Stopping ({signame}): finishing requests in flight, for up to "
+            f"{config.graceful_timeout} s (CTRL+C again to stop at once)"
+        )
+    else:
+        click.echo(f" * Stopping now ({signame}): requests in flight are cut")
 
 
 def _configure_access_log(path: str) -> None:

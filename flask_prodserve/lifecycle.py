@@ -9,15 +9,22 @@ on_stop    once, in the master, at exit     once, after the server stopped
 ready      on each ``<health_path>/ready``  the same
 ========== ================================ ====================================
 
-Each hook is called with the app, inside an app context.
+Each hook is called with the app, inside an app context. A hook that raises
+stops the server: :class:`HookFailed` names it, its exception and the line
+that raised it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sysconfig
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import ProdServeError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -46,9 +53,14 @@ class Lifecycle:
     hooks: Hooks = field(default_factory=Hooks)
 
     def run(self, stage: Stage) -> None:
+        """Call the hooks of ``stage``; :class:`HookFailed` if one raises."""
         for hook in getattr(self.hooks, stage):
-            with self.app.app_context():
-                hook(self.app)
+            try:
+                with self.app.app_context():
+                    hook(self.app)
+            except Exception as exc:
+                logger.debug("%s hook %r failed", stage, _name(hook), exc_info=True)
+                raise HookFailed(stage, hook, exc) from exc
 
     def is_ready(self) -> bool:
         """True when every readiness check returns a true value without raising."""
@@ -61,3 +73,29 @@ class Lifecycle:
                 logger.warning("readiness check %s failed", check.__name__, exc_info=True)
                 return False
         return True
+
+
+class HookFailed(ProdServeError):
+    """A lifecycle hook raised: ``worker_init hook 'connect' failed: ...``."""
+
+    def __init__(self, stage: Stage, hook: Hook, exc: Exception) -> None:
+        where = _raised_at(exc)
+        super().__init__(
+            f"{stage} hook {_name(hook)!r} failed: {type(exc).__name__}: {exc}"
+            + (f" ({where})" if where else "")
+        )
+
+
+def _name(hook: Hook) -> str:
+    return getattr(hook, "__name__", repr(hook))
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``app.py, line 12``: the innermost frame of the app's own code that raised."""
+    # Frames in these are not the app's: Python's, installed packages', ours.
+    paths = sysconfig.get_paths()
+    libraries = (paths["stdlib"], paths["purelib"], paths["platlib"], os.path.dirname(__file__))
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(libraries)
+    ]
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""

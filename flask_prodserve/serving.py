@@ -54,11 +54,18 @@ def config_for(
 
 
 def serve(
-    app: Flask, config: ServeConfig, announce: Callable[[list[str], list[Problem]], None]
+    app: Flask,
+    config: ServeConfig,
+    announce: Callable[[list[str], list[Problem]], None],
+    stopping: Callable[[str, bool], None],
 ) -> int:
-    """Bind, call ``announce(urls, warnings)``, and serve until stopped; return the
-    exit status. In production the checks run first, and a failed check at error
-    level (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding."""
+    """Bind, and serve until stopped; return the exit status.
+
+    ``announce(urls, warnings)`` is called once the server has accepted its
+    settings, ``stopping(signal_name, graceful)`` when a stop signal arrives.
+    In production the checks run first, and a failed check at error level
+    (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding.
+    """
     backend = backends.load(config.server)
     backend.check_options(config)
     warnings = startup_warnings(app, config) if config.mode == "prod" else []
@@ -69,6 +76,7 @@ def serve(
         from .backends.dev import inherited_socket
 
         sock = inherited_socket()  # the reloader's child: its parent announced
+    started: Callable[[], None] = lambda: None  # noqa: E731
     if sock is None:
         sock = sockets.bind(
             config.host,
@@ -76,8 +84,10 @@ def serve(
             config.backlog,
             where=config.origins["port"].label,
         )
-        announce(sockets.display_urls(sock, config.url_prefix), warnings)
+        urls = sockets.display_urls(sock, config.url_prefix)
+        started = lambda: announce(urls, warnings)  # noqa: E731
+    events = backends.Events(started=started, stopping=stopping)
     try:
-        return backend.run(wsgi_app, sock, config, lifecycle)
+        return backend.run(wsgi_app, sock, config, lifecycle, events)
     finally:
         sock.close()

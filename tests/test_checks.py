@@ -209,6 +209,13 @@ TABLE = [
         "The session cookie path (from APPLICATION_ROOT) is '/other'",
         S({"APPLICATION_ROOT": "/shop"}, **SHOP),
     ),
+    (
+        "PS601",
+        S(server="gunicorn", server_options={"certfile": "cert.pem"}),
+        "TLS (certfile) is served by gunicorn's own worker, so gunicorn's own gthread worker "
+        "serves, without flask-prodserve's request-head deadline",
+        S(server="gunicorn"),
+    ),
 ]
 
 
@@ -237,7 +244,7 @@ def test_table_covers_every_check() -> None:
 
 def test_every_check_is_documented_in_one_line() -> None:
     for check in checks.CHECKS:
-        assert re.fullmatch(r"PS[1-5]\d\d", check.id)
+        assert re.fullmatch(r"PS[1-6]\d\d", check.id)
         assert check.title.endswith(".") and "\n" not in check.title
         assert check.fix and not check.fix.endswith(".") and "\n" not in check.fix
 
@@ -340,7 +347,10 @@ class FakeBackend:
     def check_options(self, config: ServeConfig) -> None:
         pass
 
-    def run(self, wsgi_app: Any, sock: socket.socket, config: ServeConfig, lifecycle: Any) -> int:
+    def run(
+        self, wsgi_app: Any, sock: socket.socket, config: ServeConfig, lifecycle: Any, events: Any
+    ) -> int:
+        events.started()
         self.calls.append(config)
         return 0
 

@@ -28,7 +28,10 @@ class FakeBackend:
     def check_options(self, config: ServeConfig) -> None:
         pass
 
-    def run(self, wsgi_app: Any, sock: socket.socket, config: ServeConfig, lifecycle: Any) -> int:
+    def run(
+        self, wsgi_app: Any, sock: socket.socket, config: ServeConfig, lifecycle: Any, events: Any
+    ) -> int:
+        events.started()
         self.calls.append(config)
         return self.status
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from flask_prodserve.backends import GRACE_EXPIRED
+
 from .conftest import PROD_BACKENDS
 from .test_live import serve_args
 
@@ -101,7 +103,7 @@ def test_request_outliving_the_grace_period_is_cut(live_server: Any, backend: st
     time.sleep(0.5)
     began = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(20) == 3
+    assert server.proc.wait(20) == GRACE_EXPIRED
     assert time.monotonic() - began < 8
     runner.join(30)
     assert isinstance(results[0], Exception)  # the client saw the connection cut

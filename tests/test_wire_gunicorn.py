@@ -7,38 +7,24 @@ it over raw sockets: what is asserted is what a client sees on the connection.
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
-import os
 import random
-import re
 import select
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from flask import Flask
-from gunicorn import util as gunicorn_util
-from gunicorn.config import KNOWN_SETTINGS, Config
-from gunicorn.http.wsgi import Response
+from gunicorn.config import Config
 
-from flask_prodserve.backends import gunicorn
-from flask_prodserve.backends.clientsocket import ClientSocket
-from flask_prodserve.backends.gunicorn_wire import (
-    PASS,
-    OneWriteResponse,
-    SettledConfig,
-    head_verdict,
-    http_date,
-    on_the_wire,
-)
+from flask_prodserve.backends import Events, gunicorn
+from flask_prodserve.backends.headgate import PASS, head_verdict
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.errors import ConfigError
 from flask_prodserve.lifecycle import Lifecycle
@@ -48,6 +34,7 @@ from .rawhttp import RawClient, request
 from .test_live import serve_args
 
 HOST = "Host: test"
+EVENTS = Events(started=lambda: None, stopping=lambda name, graceful: None)
 
 
 def gunicorn_args(*extra: str) -> list[str]:
@@ -447,93 +434,10 @@ def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
     assert waited < 1, (waited, server.log)
 
 
-# --- 7. headers and body in one write -----------------------------------------
+# --- 7. every kind of response on one kept-alive connection ----------------
 
 
-def written(
-    response_class: type[Response],
-    method: str,
-    status: str,
-    headers: list[tuple[str, str]],
-    chunks: list[bytes],
-) -> tuple[list[bytes], bytes]:
-    """What a gunicorn response of ``response_class`` writes for ``chunks``:
-    what the client could read after each system call, then everything."""
-    ours, peer = socket.socketpair()
-    sock = ClientSocket.adopt(ours, 5) if response_class is OneWriteResponse else ours
-    sock.settimeout(5)
-    reads: list[bytes] = []
-
-    def counted(write: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
-            result = write(*args)
-            reads.append(peer.recv(65536) if select.select([peer], [], [], 0.05)[0] else b"")
-            return result
-
-        return call
-
-    req = SimpleNamespace(version=(1, 1), method=method, should_close=lambda: False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "writev", counted(os.writev))
-        patch.setattr(socket.socket, "sendall", counted(socket.socket.sendall))
-        response = response_class(req, sock, Config())
-        response.start_response(status, headers)
-        for chunk in chunks:
-            response.write(chunk)
-        response.close()
-    sock.close()
-    peer.close()
-    return reads, b"".join(reads)
-
-
-LENGTH_5 = [("Content-Length", "5")]
-
-
-@pytest.mark.parametrize(
-    ("method", "status", "headers", "chunks", "writes"),
-    [
-        pytest.param("GET", "200 OK", LENGTH_5, [b"hello"], 1, id="get"),
-        pytest.param("GET", "200 OK", LENGTH_5, [b"he", b"llo"], 2, id="two-chunks"),
-        pytest.param("HEAD", "200 OK", LENGTH_5, [], 1, id="head"),
-        pytest.param("GET", "204 No Content", [], [b""], 1, id="no-content"),
-        # Headers at once: an empty chunk writes nothing, and a streaming app
-        # may send one to get its headers out (then a chunk, then the end).
-        pytest.param("GET", "200 OK", [], [b"", b"a"], 3, id="chunked"),
-    ],
-)
-def test_headers_go_out_with_the_first_body_bytes(
-    method: str,
-    status: str,
-    headers: list[tuple[str, str]],
-    chunks: list[bytes],
-    writes: int,
-) -> None:
-    reads, sent = written(OneWriteResponse, method, status, headers, chunks)
-    _, plain = written(Response, method, status, headers, chunks)
-    assert len(reads) == writes and all(reads), reads  # each write sent something
-    assert reads[0].startswith(b"HTTP/1.1 ")
-
-    def undated(raw: bytes) -> bytes:
-        return re.sub(rb"Date: [^\r]*\r\n", b"", raw)
-
-    assert undated(sent) == undated(plain)
-
-
-def test_the_wsgi_wrapper_gives_gthread_responses_the_one_write_class() -> None:
-    req = SimpleNamespace(version=(1, 1), method="GET", should_close=lambda: False)
-    with socket.socket() as sock:
-        response = Response(req, sock, Config())
-    seen: list[type] = []
-
-    def app(environ: Any, start_response: Any) -> list[bytes]:
-        seen.append(type(start_response.__self__))
-        return [b"ok"]
-
-    assert on_the_wire(app)({}, response.start_response) == [b"ok"]
-    assert seen == [OneWriteResponse]
-
-
-def test_responses_on_one_connection_with_headers_and_body_in_one_write(
+def test_every_kind_of_response_on_one_kept_alive_connection(
     live_server: Any,
 ) -> None:
     # Without the access log Flask's static files go through gunicorn's sendfile.
@@ -589,7 +493,7 @@ def config(**cli: object) -> ServeConfig:
 def test_proxy_trust_maps_to_gunicorn(
     proxy: str, allow: list[str], schemes: dict[str, str]
 ) -> None:
-    options = gunicorn.settings(config(proxy=proxy), 3, Lifecycle(Flask(__name__)))
+    options = gunicorn.settings(config(proxy=proxy), 3, Lifecycle(Flask(__name__)), -1, EVENTS)
     cfg = Config()
     for name in ("forwarded_allow_ips", "secure_scheme_headers", "forwarder_headers"):
         cfg.set(name, options[name])
@@ -601,7 +505,11 @@ def test_proxy_trust_maps_to_gunicorn(
 def test_no_proxy_with_cleartext_http2_trusts_no_peer() -> None:
     # gunicorn allows h2c only from forwarded_allow_ips: "*" would open it to everyone.
     options = gunicorn.settings(
-        config(server_options={"http2_cleartext": "upgrade"}), 3, Lifecycle(Flask(__name__))
+        config(server_options={"http2_cleartext": "upgrade"}),
+        3,
+        Lifecycle(Flask(__name__)),
+        -1,
+        EVENTS,
     )
     assert options["forwarded_allow_ips"] == ""
 
@@ -636,61 +544,11 @@ def test_limits_map_to_gunicorn() -> None:
         "max_header_count": 30,
         "max_header_size": "8K",
     }
-    options = gunicorn.settings(config(**cli), 3, Lifecycle(Flask(__name__)))
+    options = gunicorn.settings(config(**cli), 3, Lifecycle(Flask(__name__)), -1, EVENTS)
     assert options["keepalive"] == 7
     assert options["limit_request_line"] == 1000
     assert options["limit_request_fields"] == 30
     assert options["limit_request_field_size"] == 8192
-
-
-# --- 9. what a worker reads once ----------------------------------------------
-
-
-def test_a_settled_config_reads_what_the_config_holds() -> None:
-    cfg = Config()
-    cfg.set("keepalive", 7)
-    cfg.set("forwarded_allow_ips", "*")
-    cfg.set("keyfile", __file__)
-    settled = SettledConfig(cfg)
-    for setting in KNOWN_SETTINGS:
-        assert getattr(settled, setting.name) == getattr(cfg, setting.name), setting.name
-    assert (settled.keepalive, settled.forwarded_allow_ips, settled.is_ssl) == (7, ["*"], True)
-    assert settled.worker_class_str == cfg.worker_class_str  # the other properties: as they are
-    assert SettledConfig(Config()).is_ssl is False
-
-
-def test_a_settled_config_refuses_changes_and_unknown_names() -> None:
-    settled = SettledConfig(Config())
-    assert settled.keepalive == 2
-    with pytest.raises(AttributeError, match="settled: cannot set 'keepalive'"):
-        settled.set("keepalive", 5)
-    with pytest.raises(AttributeError, match="No configuration setting for: nonsense"):
-        _ = settled.nonsense
-
-
-def test_the_date_header_is_gunicorns() -> None:
-    assert http_date(0) == gunicorn_util.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
-    before = time.time()
-    now = http_date()
-    after = time.time()
-    assert now in {gunicorn_util.http_date(int(before)), gunicorn_util.http_date(int(after))}
-
-
-def test_live_responses_carry_the_current_date(server: LiveServer) -> None:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    try:
-        for _ in range(3):
-            before = int(time.time())
-            conn.request("GET", "/echo/dated")
-            response = conn.getresponse()
-            response.read()
-            after = time.time()
-            assert response.status == 200 and not response.will_close, server.log
-            date = email.utils.parsedate_to_datetime(response.getheader("Date", ""))
-            assert before <= date.timestamp() <= after, response.getheader("Date")
-            time.sleep(0.6)  # across a second's change at least once
-    finally:
-        conn.close()
 
 
 # --- the gate's verdict on a partial head -----------------------------------

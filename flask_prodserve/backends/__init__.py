@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import NO_VALUE, ConfigError
@@ -29,7 +31,20 @@ MODULES = {
 
 
 #: Exit status when the grace period ran out with requests still in flight.
-GRACE_EXPIRED = 3
+#: Not 1, 3 or 4, which gunicorn uses for its own failures (those end in a
+#: :class:`~flask_prodserve.errors.ServeError`, status 1), nor click's 2.
+GRACE_EXPIRED = 5
+
+
+@dataclass(frozen=True)
+class Events:
+    """What a backend reports while it runs, for the CLI to show."""
+
+    #: The server accepted its settings and is about to serve.
+    started: Callable[[], None]
+    #: A stop signal arrived (its name, ``"SIGTERM"``); ``graceful`` is False
+    #: when requests in flight are cut (a second Ctrl+C).
+    stopping: Callable[[str, bool], None]
 
 
 class Backend(Protocol):
@@ -44,8 +59,14 @@ class Backend(Protocol):
         sock: socket.socket,
         config: ServeConfig,
         lifecycle: Lifecycle,
+        events: Events,
     ) -> int:
-        """Serve on ``sock`` until stopped; return the process exit status."""
+        """Serve on ``sock`` until stopped; return 0 or :data:`GRACE_EXPIRED`.
+
+        Calls ``events.started()`` once the server has accepted its settings;
+        raises :class:`~flask_prodserve.errors.ProdServeError` when it cannot
+        serve (a hook failed, a worker could not boot).
+        """
 
 
 def load(name: str) -> Backend:

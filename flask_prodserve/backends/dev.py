@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
+    from . import Events
 
 _FD_VAR = "WERKZEUG_SERVER_FD"  # how Werkzeug's reloader hands the socket to its child
 
@@ -35,7 +36,11 @@ def check_options(config: ServeConfig) -> None:
 
 
 def run(
-    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+    wsgi_app: WSGIApplication,
+    sock: socket.socket,
+    config: ServeConfig,
+    lifecycle: Lifecycle,
+    events: Events,
 ) -> int:
     app = wsgi_app
     if config.debugger:
@@ -44,6 +49,7 @@ def run(
         app = debugged
     host, port = sock.getsockname()[:2]
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    events.started()
     # Werkzeug's server only stops on KeyboardInterrupt; SIGTERM would kill it outright.
     signal.signal(signal.SIGTERM, _interrupt)
     if not config.reload:

@@ -4,24 +4,33 @@
 ``GUNICORN_CMD_ARGS``. Every setting gunicorn would otherwise take from its
 own defaults or the environment (``PORT``, ``WEB_CONCURRENCY``,
 ``FORWARDED_ALLOW_IPS``) is set explicitly here.
+
+Only gunicorn's documented extension points are used here: the application
+class, settings, server hooks and a worker class. The workers are ours
+(:mod:`.gunicorn_worker`) when the installed gunicorn is one we tested
+(:mod:`.gunicorn_names`), gunicorn's own ``gthread`` otherwise.
+
+What the workers have to tell the master (a hook that failed, requests cut
+at a stop) comes back through a pipe, read once the master has stopped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
-import time
-from typing import TYPE_CHECKING, Any, cast
+import sys
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.config import KNOWN_SETTINGS
 
 from ..errors import ServeError
-from . import GRACE_EXPIRED, check_server_options
-from .gunicorn_wire import GatedWorker, GateLimits, on_the_wire
+from ..lifecycle import HookFailed
+from . import GRACE_EXPIRED, Events, check_server_options
+from .gunicorn_names import worker_fallback
+from .headgate import GateLimits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -53,17 +62,18 @@ _OURS = {
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
 }
+_KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
-def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, Any]:
+def settings(
+    config: ServeConfig, fd: int, lifecycle: Lifecycle, report_fd: int, events: Events
+) -> dict[str, Any]:
     """The gunicorn settings for ``config``, serving the already-bound ``fd``."""
-    return {
+    options = {
         "bind": [f"fd://{fd}"],
         "workers": config.workers,
-        # gthread keeps connections alive, lets a worker's requests that wait
-        # on I/O overlap, and (unlike sync) serves connections still queued in
-        # the backlog on a graceful stop. CPU-bound throughput comes from workers.
-        "worker_class": _ThreadWorker,
+        "worker_class": _worker_class(config),
         "threads": config.threads,
         "timeout": config.timeout,
         "graceful_timeout": config.graceful_timeout,
@@ -79,17 +89,29 @@ def settings(config: ServeConfig, fd: int, lifecycle: Lifecycle) -> dict[str, An
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
-        # gunicorn >= 25.1 would open a control socket at a machine-wide path:
-        # two instances (or parallel tests) would collide on it.
-        "control_socket_disable": True,
         **_proxy_settings(config.proxy, h2c="http2_cleartext" in config.server_options),
         "proc_name": "flask-prodserve",
-        "post_fork": _reset_stop_signals,
-        "when_ready": lambda arbiter: lifecycle.run("on_start"),
-        "post_worker_init": lambda worker: lifecycle.run("worker_init"),
+        "post_fork": _stop_early,
+        "when_ready": lambda arbiter: _when_ready(lifecycle, events),
+        "post_worker_init": lambda worker: _worker_init(lifecycle, report_fd),
         "on_exit": lambda arbiter: lifecycle.run("on_stop"),
-        **config.server_options,
     }
+    if "control_socket_disable" in _KNOWN:
+        # gunicorn >= 25.1 would open a control socket at a machine-wide path:
+        # two instances (or parallel tests) would collide on it.
+        options["control_socket_disable"] = True
+    return {**options, **config.server_options}
+
+
+def _worker_class(config: ServeConfig) -> Any:
+    """Our worker, or gunicorn's ``gthread`` (see :func:`.gunicorn_names.worker_fallback`)."""
+    if worker_fallback(config.server_options) is not None:
+        # gthread keeps connections alive and, on a graceful stop, serves
+        # connections still queued in the backlog (sync drops them).
+        return "gthread"
+    from .gunicorn_worker import GatedWorker
+
+    return GatedWorker
 
 
 def _proxy_settings(trust: ProxyTrust, *, h2c: bool = False) -> dict[str, Any]:
@@ -119,115 +141,64 @@ def _proxy_settings(trust: ProxyTrust, *, h2c: bool = False) -> dict[str, Any]:
 
 
 def check_options(config: ServeConfig) -> None:
-    check_server_options(config, {s.name for s in KNOWN_SETTINGS if s.name}, _OURS)
+    check_server_options(config, _KNOWN, _OURS)
 
 
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+def _stop_early(arbiter: Any, worker: Any) -> None:
+    """In a new worker, until gunicorn installs the worker's own handlers: a
+    stop signal ends the worker's loop as soon as it starts. (The handlers
+    inherited from the master would only queue it for the master's loop, and
+    the master would wait the whole grace period for this worker.)"""
 
+    def stop(signum: int, frame: Any) -> None:
+        worker.alive = False
 
-def _reset_stop_signals(arbiter: object, worker: object) -> None:
-    """In a new worker: let a stop signal that arrived before it was booted end it.
-
-    The master blocks stop signals around fork (see ``_Arbiter.spawn_worker``):
-    a forked worker would otherwise inherit the master's handlers, which only
-    queue the signal for the master's loop, and a SIGTERM arriving then would
-    be lost, leaving the master to wait out the grace period for that worker.
-    """
     for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a pending one ends it now
+        signal.signal(sig, stop)
 
 
-# Workers report work they had to cut by writing to this pipe (made before fork).
-_cut_reader, _cut_writer = -1, -1
+def _worker_init(lifecycle: Lifecycle, report_fd: int) -> None:
+    try:
+        lifecycle.run("worker_init")
+    except HookFailed as exc:
+        os.write(report_fd, f"hook {exc}\n".encode())
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)  # gunicorn stops: "Worker failed to boot."
 
 
-# How long a stopping worker waits for the head of a request on a connection
-# it holds (as gthread's STOP_KEEPALIVE_LINGER for kept-alive ones).
-_STOP_LINGER = 2.0
+def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
+    """In the master, once it listens and before any worker starts."""
+    lifecycle.run("on_start")
+    stopping: list[str] = []  # the signals seen, in order
 
+    def announce(previous: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            first = not stopping
+            stopping.append(signal.Signals(signum).name)
+            if signum == signal.SIGINT and first:
+                signum = signal.SIGTERM  # a first Ctrl+C stops gracefully, as SIGTERM
+            events.stopping(stopping[-1], signum == signal.SIGTERM)
+            previous(signum, frame)
 
-class _ThreadWorker(GatedWorker):
-    """gunicorn's gthread worker, with the header gate of :class:`GatedWorker`
-    and a graceful stop that keeps its promises.
+        return handler
 
-    On SIGTERM the stock worker stops polling its listener but keeps it open
-    until it exits, so the kernel goes on queueing new connections that are
-    then reset. This one first takes the connections already queued (those
-    clients are owed an answer), then closes the listener so new ones are
-    refused, and reports when the grace period ran out with requests in flight.
-    """
-
-    def init_process(self) -> None:
-        config = cast(EmbeddedApplication, self.app).serve_config
-        self.limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
-        super().init_process()
-
-    stopping = False  # told to stop (SIGTERM), not just recycled (max_requests)
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self.stopping = True
-        super().handle_exit(sig, frame)
-
-    def set_accept_enabled(self, enabled: bool | None) -> None:
-        super().set_accept_enabled(enabled)
-        if enabled or self.alive:
-            return
-        for listener in self.sockets:
-            # Only when the whole server stops: a recycled worker leaves the
-            # queued connections to the other workers (they accept with a
-            # free thread) instead of taking them all on its way out.
-            while self.stopping and self.accept_one(listener):  # False on EAGAIN
-                pass
-            listener.close()
-        self.cap_waiting(time.monotonic() + _STOP_LINGER)
-
-    def run(self) -> None:
-        super().run()
-        if self.nr_conns > 0 and _cut_writer >= 0:
-            os.write(_cut_writer, b"x")
-
-
-class _Arbiter(Arbiter):
-    """Exits with GRACE_EXPIRED when stopping had to cut requests."""
-
-    cut = False
-
-    def spawn_worker(self) -> Any:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            return super().spawn_worker()
-        finally:  # in the master; the worker unblocks in _reset_stop_signals
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-
-    def kill_workers(self, sig: int) -> None:
-        if sig == signal.SIGKILL and self.WORKERS:
-            self.cut = True  # workers that outlived the grace period
-        super().kill_workers(sig)
-
-    def stop(self, graceful: bool = True) -> None:
-        super().stop(graceful)
-        with contextlib.suppress(BlockingIOError):  # nothing written: nothing was cut
-            self.cut = self.cut or bool(os.read(_cut_reader, 1))
-
-    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
-        try:
-            super().halt(reason, exit_status)  # stops, then always sys.exit()
-        except SystemExit as exc:
-            if exc.code == 0 and self.cut:
-                raise SystemExit(GRACE_EXPIRED) from None
-            raise
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, announce(signal.getsignal(sig)))
 
 
 class EmbeddedApplication(BaseApplication):
     """A gunicorn application whose settings and WSGI app are given, not read."""
 
     def __init__(
-        self, wsgi_app: WSGIApplication, options: dict[str, Any], serve_config: ServeConfig
+        self,
+        wsgi_app: WSGIApplication,
+        options: dict[str, Any],
+        gate_limits: GateLimits,
+        report_fd: int,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.options = options
-        self.serve_config = serve_config  # read by the workers
+        self.gate_limits = gate_limits  # read by our workers
+        self.report_fd = report_fd
         super().__init__()
 
     def load_config(self) -> None:
@@ -237,28 +208,55 @@ class EmbeddedApplication(BaseApplication):
     def load(self) -> Any:  # the stubs spell the WSGI type differently
         return self.wsgi_app
 
-    def run(self) -> None:
-        global _cut_reader, _cut_writer
-        _cut_reader, _cut_writer = os.pipe()
-        os.set_blocking(_cut_reader, False)
-        _Arbiter(self).run()
-
 
 def run(
-    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+    wsgi_app: WSGIApplication,
+    sock: socket.socket,
+    config: ServeConfig,
+    lifecycle: Lifecycle,
+    events: Events,
 ) -> int:
     master = os.getpid()
+    reports, report_fd = os.pipe()
+    os.set_blocking(reports, False)
+    limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
-        options = settings(config, sock.detach(), lifecycle)
-        application = EmbeddedApplication(on_the_wire(wsgi_app), options, config)
+        options = settings(config, sock.detach(), lifecycle, report_fd, events)
+        application = EmbeddedApplication(wsgi_app, options, limits, report_fd)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
+    events.started()
     try:
-        application.run()  # the arbiter ends every path with sys.exit()
+        Arbiter(application).run()  # ends every path with sys.exit()
+        status = 0
     except SystemExit as exc:
         if os.getpid() != master:
             raise  # a worker process is exiting: let it, without returning into the CLI
-        return exc.code if isinstance(exc.code, int) else 1
-    return 0
+        status = exc.code if isinstance(exc.code, int) else 1
+    return _outcome(status, _read_all(reports))
+
+
+def _read_all(fd: int) -> list[str]:
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data.decode(errors="replace").splitlines()
+
+
+def _outcome(status: int, reports: list[str]) -> int:
+    """The exit status for how gunicorn ended, or the error that ended it."""
+    hooks = [line.removeprefix("hook ") for line in reports if line.startswith("hook ")]
+    if hooks:
+        raise ServeError(hooks[0])
+    if status == Arbiter.WORKER_BOOT_ERROR:
+        raise ServeError("A gunicorn worker failed to boot (see gunicorn's error above).")
+    if status == Arbiter.APP_LOAD_ERROR:
+        raise ServeError("A gunicorn worker could not load the app (see the error above).")
+    if status != 0:
+        raise ServeError(f"gunicorn stopped with exit status {status} (see its log above).")
+    return GRACE_EXPIRED if "cut" in reports else 0

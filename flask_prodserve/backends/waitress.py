@@ -23,7 +23,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.utilities import queue_logger
 
-from . import GRACE_EXPIRED, check_server_options
+from . import GRACE_EXPIRED, Events, check_server_options
 from .waitress_http import channel_class, check_deadlines
 
 if TYPE_CHECKING:
@@ -106,11 +106,13 @@ def check_options(config: ServeConfig) -> None:
 class _StopRequest:
     """Signal handler: the first signal asks for a graceful stop, a second is Ctrl+C."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, events: Events) -> None:
         self.server = server
+        self.events = events
         self.requested = False
 
     def __call__(self, signum: int, frame: object) -> None:
+        self.events.stopping(signal.Signals(signum).name, not self.requested)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -118,16 +120,26 @@ class _StopRequest:
 
 
 def run(
-    wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, lifecycle: Lifecycle
+    wsgi_app: WSGIApplication,
+    sock: socket.socket,
+    config: ServeConfig,
+    lifecycle: Lifecycle,
+    events: Events,
 ) -> int:
     server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
     server.channel_class = channel_class(config)  # before the loop accepts anyone
     queue_logger.addFilter(_EVERY_10_SECONDS)
-    stop = _StopRequest(server)
+    events.started()
+    stop = _StopRequest(server, events)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    lifecycle.run("on_start")
-    lifecycle.run("worker_init")
+    try:
+        lifecycle.run("on_start")
+        lifecycle.run("worker_init")
+    except BaseException:
+        wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        raise
     try:
         deadlines = _Deadlines(server)
         while not stop.requested:

@@ -1,0 +1,81 @@
+"""The gunicorn versions our worker was tested with, and the names it needs.
+
+Everything else we ask of gunicorn is documented and stable since gunicorn
+19: ``BaseApplication`` (``load_config``, ``load``), ``cfg.set``, the server
+hooks, ``worker_class`` given as a class, and the worker base class
+:class:`gunicorn.workers.base.Worker` (``init_process``, ``run``,
+``notify``, ``handle_exit``, ``handle_quit``, ``handle_error``, ``alive``,
+``sockets``, ``wsgi``, ``nr``, ``max_requests``).
+
+Our worker (:mod:`.gunicorn_worker`) also uses the HTTP layer that every
+gunicorn worker uses, which gunicorn does not document. These are all the
+names it relies on, unchanged in every release from 23.0 to 27.0:
+
+- ``gunicorn.http.RequestParser(cfg, source, peer)``, iterated with ``next()``;
+  ``source`` is anything with ``recv(size)``;
+- ``parser.unreader.read()``: the bytes the parser read ahead (or one more
+  read from the source);
+- ``gunicorn.http.wsgi.create(req, sock, peer, server, cfg)`` returning
+  ``(response, environ)``;
+- the response's ``start_response``, ``write``, ``write_file``, ``close``,
+  ``should_close``, ``force_close`` and ``headers_sent``;
+- the request's ``body.read(size)``;
+- ``gunicorn.http.errors.NoMoreData``.
+
+Outside :data:`TESTED`, ``flask serve`` runs gunicorn's own ``gthread``
+worker instead (see :func:`worker_fallback`): it serves, without the
+protections of ours, and the start-up check ``PS601`` says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+#: The gunicorn releases the whole test suite passes on: [first, last] by
+#: (major, minor). CI runs it on the first (the declared floor) and the newest.
+TESTED = ((23, 0), (27, 0))
+
+
+def installed() -> str | None:
+    """The installed gunicorn's version, read without importing it."""
+    try:
+        return version("gunicorn")
+    except PackageNotFoundError:
+        return None
+
+
+def is_tested(release: str) -> bool:
+    """Whether ``release`` (``"27.0.1"``) lies in :data:`TESTED`."""
+    match = re.match(r"(\d+)\.(\d+)", release)
+    if match is None:
+        return False
+    major_minor = (int(match[1]), int(match[2]))
+    return TESTED[0] <= major_minor <= TESTED[1]
+
+
+def tested_range() -> str:
+    """:data:`TESTED` as users write it in a requirement."""
+    first, last = TESTED
+    return f"gunicorn>={first[0]}.{first[1]},<{last[0] + 1}"
+
+
+def worker_fallback(server_options: Mapping[str, Any]) -> str | None:
+    """Why gunicorn's own worker serves instead of ours, or None if ours does."""
+    release = installed()
+    if release is not None and not is_tested(release):
+        return (
+            f"gunicorn {release} is outside the versions flask-prodserve was tested with "
+            f"({tested_range()})"
+        )
+    # TLS, HTTP/2 with prior knowledge and PROXY protocol v2 read the socket
+    # before an HTTP/1 request head arrives: our worker reads the head first.
+    if server_options.get("certfile") or server_options.get("keyfile"):
+        return "TLS (certfile) is served by gunicorn's own worker"
+    if server_options.get("http2_cleartext") not in (None, "off", "upgrade"):
+        return "cleartext HTTP/2 is served by gunicorn's own worker"
+    if server_options.get("proxy_protocol") not in (None, False, True, "off", "v1"):
+        return "PROXY protocol v2 is served by gunicorn's own worker"
+    return None

@@ -1,0 +1,476 @@
+"""A gunicorn worker that slow clients cannot starve.
+
+gunicorn's threaded worker (gthread) gives a connection to a thread as soon
+as a byte arrives, and the thread then blocks until the request line and
+headers are in: fifty clients sending a header line every few seconds hold
+every thread (slowloris). :class:`GatedWorker` reads each request head in
+its event loop instead, without blocking, and gives only a complete one to a
+thread, which parses and answers it with gunicorn's own HTTP parser and
+response (the bytes read so far come first). A head that takes longer than
+``header_timeout`` gets a 408, one larger than ``max_header_size`` a 431,
+ambiguous framing a 400 (see :mod:`.headgate`).
+
+The worker stands on gunicorn's documented worker base class; the few
+undocumented names of gunicorn's HTTP layer it uses are listed, with the
+versions tested, in :mod:`.gunicorn_names`.
+
+A worker accepts a new connection only while it has a thread free for it,
+counting connections that have just arrived or been answered and will
+likely want one in a moment (:data:`FRESH`): the other workers, sharing the
+listening socket, take the rest, instead of one worker queueing a burst
+behind its busy threads while another idles. When no worker has had a free
+thread for :data:`OVERDUE`, one takes a queued connection anyway, so clients
+that keep their connections busy cannot keep a new one out.
+
+On SIGTERM (or a first SIGINT) the worker takes the connections the kernel
+has already queued (those clients are owed an answer), closes its listener,
+finishes what is in flight, and exits before the grace period ends; what it
+had to cut is reported to the master through ``report_fd``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import queue
+import select
+import selectors
+import signal
+import socket
+import threading
+import time
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from gunicorn.http import RequestParser
+from gunicorn.http.errors import NoMoreData
+from gunicorn.http.wsgi import create
+from gunicorn.workers.base import Worker
+
+from ..limits import CLOSE_CONNECTION
+from .bodyinput import BodyInput
+from .headgate import ERRORS, PASS, REASONS, GateLimits, head_verdict
+
+_READ_SIZE = 64 * 1024
+#: How long a refused or finished connection is read (what arrives is
+#: discarded) before it is closed: closing with unread bytes would reset the
+#: connection and could destroy the response before the client reads it.
+_LINGER = 2.0
+#: How long (seconds) a new connection that has sent nothing yet, or a kept-
+#: alive one just answered, counts against its worker's free threads.
+FRESH = 0.1
+#: How long (seconds) connections may wait in the listener's queue while no
+#: thread is free before the worker takes one anyway.
+OVERDUE = 0.1
+#: How much of a body the app did not read is read and discarded so the
+#: connection can be kept; past that it is closed.
+_DRAIN = 64 * 1024
+#: A stopping worker gives connections still sending their head this long.
+_STOP_LINGER = 2.0
+#: It exits this long before the master's grace period ends (the master
+#: would kill it then, and say "SIGKILL! Perhaps out of memory?").
+_GRACE_MARGIN = 0.5
+
+
+class Conn:
+    """A client connection, with what the event loop has read of its next request."""
+
+    def __init__(self, sock: socket.socket, client: Any, server: Any) -> None:
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.head = bytearray()
+        self.checked = 0  # how much of head was searched for its end
+        self.deadline = 0.0
+        self.fresh_until = 0.0
+        self.lingering = False  # answered for the last time: closing
+
+    @property
+    def ip(self) -> str:
+        return str(self.client[0] if isinstance(self.client, tuple) else self.client)
+
+
+class _Feed:
+    """What gunicorn's parser reads a request from: the bytes the event loop
+    already read, then the socket (in a worker thread, with its timeout).
+    Once ``paused``, only what was already read: nothing blocks."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.paused = False
+
+    def recv(self, size: int) -> bytes:
+        head = self.conn.head
+        if head:
+            data = bytes(head[:size])
+            del head[:size]
+            return data
+        return b"" if self.paused else self.conn.sock.recv(size)
+
+
+class GatedWorker(Worker):
+    """A gunicorn worker with the behaviour of the module's docstring."""
+
+    limits = GateLimits()
+    report_fd = -1  # where to write b"cut" when stopping had to cut requests
+
+    def init_process(self) -> None:
+        self.limits = getattr(self.app, "gate_limits", self.limits)
+        self.report_fd = getattr(self.app, "report_fd", -1)
+        self.stopping = False  # told to stop, not just recycled (max_requests)
+        self.selector = selectors.DefaultSelector()
+        self.waiting: dict[Conn, None] = {}  # reading a head, idle, or lingering
+        self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
+        self.fresh: list[Conn] = []  # by fresh_until, oldest first
+        self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[Conn] = queue.SimpleQueue()
+        self.in_threads = 0  # connections given to a thread and not back yet
+        self.open = 0
+        self.listening = False
+        self.queued_since: float | None = None
+        self.order = itertools.count()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        super().init_process()
+
+    # -- signals ---------------------------------------------------------------
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self.stopping = True
+        self._wake()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # Ctrl+C reaches every process of the group: the first one stops
+        # gracefully, as SIGTERM does (and as the master then asks); a second
+        # stops at once.
+        if sig == signal.SIGINT and not self.stopping:
+            self.handle_exit(sig, frame)
+        else:
+            super().handle_quit(sig, frame)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is pending already
+            os.write(self.wake_w, b"x")
+
+    # -- the event loop --------------------------------------------------------
+
+    def run(self) -> None:
+        self.threads = int(self.cfg.threads)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, self._woken)
+        for listener in self.sockets:
+            listener.setblocking(False)
+        for _ in range(self.threads):
+            threading.Thread(target=self._thread_main, daemon=True).start()
+        while self.alive:
+            self._tick(self._may_accept())
+            if os.getppid() != self.ppid:
+                self.log.info("Parent changed, shutting down: %s", self)
+                break
+        self._stop()
+
+    def _tick(self, accepting: bool) -> None:
+        self.notify()
+        self._listen(accepting)
+        now = time.monotonic()
+        timeout = 1.0 if accepting else FRESH
+        if self.deadlines:
+            timeout = max(0.0, min(timeout, self.deadlines[0][0] - now))
+        for key, _ in self.selector.select(timeout):
+            key.data(key.fileobj)
+        self._take_returned()
+        self._expire(time.monotonic())
+        if not accepting and self.alive:
+            self._admit_overdue()
+
+    def _woken(self, _: object) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_r, 4096)
+
+    def _may_accept(self) -> bool:
+        if self.open >= self.cfg.worker_connections:
+            return False
+        now = time.monotonic()
+        while self.fresh and self.fresh[0].fresh_until <= now:
+            self.fresh.pop(0)
+        fresh = sum(1 for conn in self.fresh if conn in self.waiting and not conn.head)
+        return self.in_threads + fresh < self.threads
+
+    def _listen(self, on: bool) -> None:
+        if on == self.listening:
+            return
+        for listener in self.sockets:
+            if on:
+                self.selector.register(listener, selectors.EVENT_READ, self._accept)
+            else:
+                self.selector.unregister(listener)
+        self.listening = on
+        self.queued_since = None
+
+    def _admit_overdue(self) -> None:
+        """Accept one connection if some have waited in the listener's queue
+        for :data:`OVERDUE` while no thread was free."""
+        try:
+            queued = bool(select.select(self.sockets, [], [], 0)[0])
+        except (OSError, ValueError):  # a listener closed by a stop meanwhile
+            queued = False
+        now = time.monotonic()
+        if not queued or self.queued_since is None:
+            self.queued_since = now if queued else None
+        elif now - self.queued_since >= OVERDUE:
+            self.queued_since = now
+            any(self._accept(listener) for listener in self.sockets)
+
+    def _accept(self, listener: Any) -> bool:
+        """Accept one connection if one is queued; whether one was."""
+        try:
+            sock, client = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return False
+        sock.setblocking(False)
+        conn = Conn(sock, client, listener.getsockname())
+        self.open += 1
+        self._wait(conn, self.limits.header_timeout, fresh=True)
+        return True
+
+    def _wait(self, conn: Conn, seconds: float, *, fresh: bool = False) -> None:
+        """Watch ``conn`` for bytes, until ``seconds`` from now."""
+        now = time.monotonic()
+        if conn not in self.waiting:
+            self.waiting[conn] = None
+            self.selector.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+        self._deadline(conn, now + seconds)
+        if fresh:
+            conn.fresh_until = now + FRESH
+            self.fresh.append(conn)
+
+    def _deadline(self, conn: Conn, when: float) -> None:
+        conn.deadline = when
+        heapq.heappush(self.deadlines, (when, next(self.order), conn))
+
+    def _readable(self, conn: Conn, _: object) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # reset: as good as closed
+        if not data or conn.lingering:
+            if not data:
+                self._close(conn)  # closed, before a complete head or while lingering
+            return
+        if not conn.head:  # its first byte: the head must be complete in time
+            self._deadline(conn, time.monotonic() + self.limits.header_timeout)
+        conn.head += data
+        self._judge(conn)
+
+    def _judge(self, conn: Conn) -> None:
+        max_line = int(self.cfg.limit_request_line) or 8190
+        verdict = head_verdict(conn.head, conn.checked, self.limits.max_header_size, max_line)
+        conn.checked = len(conn.head)
+        if verdict is None:
+            return
+        self._unwatch(conn)
+        if verdict == PASS:
+            self.in_threads += 1
+            self.tasks.put(conn)
+        else:
+            self._refuse(conn, verdict)
+
+    def _unwatch(self, conn: Conn) -> None:
+        if self.waiting.pop(conn, 0) is None:
+            self.selector.unregister(conn.sock)
+
+    def _refuse(self, conn: Conn, status: int) -> None:
+        log = self.log.debug if status == 408 else self.log.warning  # 408s can come by the dozen
+        log("Invalid request from ip=%s: %s", conn.ip, REASONS[status])
+        try:
+            conn.sock.send(ERRORS[status])  # a few hundred bytes: the socket buffer takes them
+        except OSError:
+            self._close(conn)
+            return
+        self._linger(conn)
+
+    def _linger(self, conn: Conn) -> None:
+        """Close after the client has read what was sent, or after :data:`_LINGER`.
+
+        Closing while unread bytes wait would make the kernel reset the
+        connection, and the client could lose the response (RFC 9112, 9.6).
+        """
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.lingering = True
+        conn.head, conn.checked = bytearray(), 0
+        self._wait(conn, _LINGER)
+
+    def _close(self, conn: Conn) -> None:
+        self._unwatch(conn)
+        self.open -= 1
+        conn.sock.close()
+
+    def _expire(self, now: float) -> None:
+        while self.deadlines and self.deadlines[0][0] <= now:
+            when, _, conn = heapq.heappop(self.deadlines)
+            if conn.deadline != when or conn not in self.waiting:
+                continue  # moved, or no longer waiting
+            if conn.head and not conn.lingering:
+                self._unwatch(conn)
+                self._refuse(conn, 408)
+            else:
+                self._close(conn)  # idle, or done lingering
+
+    def _take_returned(self) -> None:
+        """Connections the threads are done with: kept, or closed."""
+        while True:
+            try:
+                conn, keep = self.returned.get_nowait()
+            except queue.Empty:
+                return
+            self.in_threads -= 1
+            if not (keep and self.alive):
+                self._linger(conn)
+                continue
+            conn.sock.setblocking(False)
+            self._wait(conn, float(self.cfg.keepalive), fresh=True)
+            if conn.head:  # the client sent its next request already
+                self._deadline(conn, time.monotonic() + self.limits.header_timeout)
+                self._judge(conn)
+
+    # -- stopping --------------------------------------------------------------
+
+    def _stop(self) -> None:
+        """Finish what is owed within the grace period (see the module)."""
+        end = time.monotonic() + max(self.cfg.graceful_timeout - _GRACE_MARGIN, 0.0)
+        self._listen(False)
+        for listener in self.sockets:
+            # Only when the whole server stops: a recycled worker leaves the
+            # queued connections to the other workers.
+            while self.stopping and self._accept(listener):
+                pass
+            listener.close()
+        for conn in list(self.waiting):
+            if not (conn.head or conn.lingering):
+                self._readable(conn, None)  # what a queued client has sent already
+        linger = time.monotonic() + _STOP_LINGER
+        for conn in list(self.waiting):
+            if conn.head or conn.lingering:
+                self._deadline(conn, min(conn.deadline, linger))
+            else:
+                self._close(conn)  # idle: nothing is owed
+        while (self.in_threads or self.waiting) and time.monotonic() < end:
+            self.notify()
+            for key, _ in self.selector.select(min(0.1, max(end - time.monotonic(), 0))):
+                key.data(key.fileobj)
+            self._take_returned()
+            self._expire(time.monotonic())
+        if self.in_threads and self.report_fd >= 0:
+            os.write(self.report_fd, b"cut\n")
+
+    # -- in a worker thread ----------------------------------------------------
+
+    def _thread_main(self) -> None:
+        while True:
+            conn = self.tasks.get()
+            keep = False
+            try:
+                keep = self._serve(conn)
+            except Exception:  # never lose the thread
+                self.log.exception("Error handling request")
+            self.returned.put((conn, keep))
+            self._wake()
+
+    def _serve(self, conn: Conn) -> bool:
+        """Parse and answer one request; whether the connection is kept."""
+        conn.sock.settimeout(self.limits.read_timeout)
+        feed = _Feed(conn)
+        parser = RequestParser(self.cfg, feed, conn.client)  # type: ignore[arg-type]
+        req = None
+        try:
+            req = next(parser)
+            resp = self._respond(conn, req)
+        except (NoMoreData, StopIteration):
+            return False
+        except OSError as exc:  # the client went away, or a read or write timed out
+            self.log.debug("Connection error: %s", exc)
+            return False
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.client, exc)
+            return False
+        if not self.alive or resp.should_close() or not _drained(req):
+            return False
+        feed.paused = True
+        rest = bytes(conn.head)
+        conn.head.clear()
+        conn.head += parser.unreader.read() + rest  # the next request's first bytes
+        conn.checked = 0
+        return True
+
+    def _respond(self, conn: Conn, req: Any) -> Any:
+        """Run the app for ``req`` and send its response (as gunicorn's sync worker)."""
+        environ: Any = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            start = datetime.now()
+            resp, environ = create(req, conn.sock, conn.client, conn.server, self.cfg)
+            self._count_request()
+            if not self.alive or self.cfg.keepalive <= 0:
+                resp.force_close()
+            if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ:
+                environ["wsgi.input"] = BodyInput(environ["wsgi.input"], environ)
+            body = self.wsgi(environ, resp.start_response)  # type: ignore[arg-type]
+            try:
+                if environ.get(CLOSE_CONNECTION):
+                    resp.force_close()  # before it sends its headers
+                if isinstance(body, environ["wsgi.file_wrapper"]):
+                    resp.write_file(body)
+                else:
+                    for item in body:
+                        resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - start)
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+            return resp
+        except Exception:
+            if resp is not None and resp.headers_sent:
+                # Too late for an error response: the connection is all we can end.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+    def _count_request(self) -> None:
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+            self._wake()
+
+
+def _drained(req: Any) -> bool:
+    """Read and discard what the app left of the body; whether it all came
+    (within :data:`_DRAIN` bytes), so the next request can follow."""
+    total = 0
+    try:
+        while data := req.body.read(8192):
+            total += len(data)
+            if total > _DRAIN:
+                return False
+    except Exception:  # a malformed chunked body, a timeout: close instead
+        return False
+    return True

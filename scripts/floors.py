@@ -1,0 +1,30 @@
+"""Print the lowest versions pyproject.toml allows for each runtime dependency,
+as pip constraints (``flask==3.1``): the floors CI tests on.
+
+A floor that the suite does not pass on is a false promise to users who pin
+an older release; running the suite on exactly these makes it a red CI.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+_FLOOR = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)")
+
+
+def floors(pyproject: Path) -> list[str]:
+    project = tomllib.loads(pyproject.read_text())["project"]
+    pins = []
+    for requirement in project["dependencies"]:
+        match = _FLOOR.match(requirement)
+        if match is None:
+            sys.exit(f"Error: {requirement!r} in {pyproject} has no '>=' floor to test.")
+        pins.append(f"{match[1]}=={match[2]}")
+    return pins
+
+
+if __name__ == "__main__":
+    print("\n".join(floors(Path(__file__).resolve().parent.parent / "pyproject.toml")))
