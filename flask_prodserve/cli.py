@@ -208,6 +208,9 @@ def _serve(app: Flask, config: ServeConfig) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl+C while a backend was still starting
         status = 0
+    finally:
+        for handler in access_logger.handlers:
+            handler.flush()  # the last requests' lines come before the stop's
     if status == GRACE_EXPIRED:
         click.echo(
             f" * Stopped after the {config.graceful_timeout} s grace period: requests still "

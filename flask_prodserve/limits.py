@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 #: send ``Connection: close`` itself (a hop-by-hop header).
 CLOSE_CONNECTION = "flask_prodserve.close_connection"
 
+
+class BodyTooLarge(Exception):
+    """Raised by a server's reader for a chunk larger than the limit, announced
+    before its data (:class:`~flask_prodserve.backends.headgate.ChunkSizes`)."""
+
+
 _CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
 
@@ -74,6 +80,9 @@ class BodyLimit:
                     spool.close()
                     return self._too_large(environ, start_response)
                 spool.write(chunk)
+        except BodyTooLarge:
+            spool.close()
+            return self._too_large(environ, start_response)
         except TimeoutError:  # socket.timeout: the server's read deadline
             spool.close()
             return _refuse(

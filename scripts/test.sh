@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs into .venv, then run lint, types and tests.
+# Install everything the test suite needs, then run lint, types and the tests twice:
+# on the newest releases of our dependencies (.venv) and on the oldest that
+# pyproject.toml allows (.venv-floors, pinned by scripts/floors.py).
 # This is the README's test command and what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+pip_install() {  # VENV ARGS...: quiet, but not silent for a minute
+    local venv=$1
+    shift
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+}
+echo "== installing the newest releases of the dependencies into .venv"
+pip_install .venv --upgrade --upgrade-strategy eager -e '.[test]'
+echo "== installing the oldest releases pyproject.toml allows into .venv-floors"
+floors=$(mktemp)
+"$python" scripts/floors.py >"$floors"
+sed 's/^/   /' "$floors"
+pip_install .venv-floors -c "$floors" -e '.[test]'
 
 # tests/test_nginx.py runs a real nginx: install Debian's package when it is missing
 # (as root, or through passwordless sudo), and stop here if that is not possible.
@@ -46,6 +57,8 @@ echo "== ruff format --check"
 .venv/bin/ruff format --check .
 echo "== mypy --strict"
 .venv/bin/mypy --strict flask_prodserve example_app
-echo "== pytest"
 # pytest exits 5 when it collects no test; set -e turns that into a failure too.
+echo "== pytest, newest releases"
 .venv/bin/python -m pytest "$@"
+echo "== pytest, the floors: $(tr '\n' ' ' <"$floors")"
+.venv-floors/bin/python -m pytest "$@"

@@ -24,6 +24,7 @@ from flask import Flask
 from gunicorn.config import Config
 
 from flask_prodserve.backends import Events, gunicorn
+from flask_prodserve.backends.gunicorn_names import networks_allowed
 from flask_prodserve.backends.headgate import PASS, head_verdict
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.errors import ConfigError
@@ -493,6 +494,9 @@ def config(**cli: object) -> ServeConfig:
 def test_proxy_trust_maps_to_gunicorn(
     proxy: str, allow: list[str], schemes: dict[str, str]
 ) -> None:
+    if "/" in proxy and not networks_allowed():
+        # gunicorn < 24.1 takes no networks: ForwardedHeaders alone applies the scheme.
+        allow, schemes = ["*"], {}
     options = gunicorn.settings(config(proxy=proxy), 3, Lifecycle(Flask(__name__)), -1, EVENTS)
     cfg = Config()
     for name in ("forwarded_allow_ips", "secure_scheme_headers", "forwarder_headers"):

@@ -28,8 +28,9 @@ from gunicorn.config import KNOWN_SETTINGS
 
 from ..errors import ServeError
 from ..lifecycle import HookFailed
+from ..proxy import ProxyTrust
 from . import GRACE_EXPIRED, Events, check_server_options
-from .gunicorn_names import worker_fallback
+from .gunicorn_names import networks_allowed, worker_fallback
 from .headgate import GateLimits
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
-    from ..proxy import ProxyTrust
 
 # gunicorn settings that our own options set, and hooks we rely on.
 _OURS = {
@@ -123,6 +123,11 @@ def _proxy_settings(trust: ProxyTrust, *, h2c: bool = False) -> dict[str, Any]:
     (ProxyFix) applies the rightmost ``hops`` values of every forwarded
     header the same way under every server, and strips them otherwise.
     """
+    if trust.hops and not (networks_allowed() or all("/" not in a for a in trust.addresses)):
+        # gunicorn < 24.1 takes no networks in forwarded_allow_ips: the scheme
+        # is then left to ForwardedHeaders too, which applies X-Forwarded-Proto
+        # from the same trusted peers.
+        trust = ProxyTrust(0, ())
     if not trust.hops:
         # Every peer "trusted" to set nothing: the same as trusting none, but
         # gunicorn then skips parsing the peer's address for every request
@@ -219,7 +224,9 @@ def run(
     master = os.getpid()
     reports, report_fd = os.pipe()
     os.set_blocking(reports, False)
-    limits = GateLimits(config.header_timeout, config.max_header_size, config.timeout)
+    limits = GateLimits(
+        config.header_timeout, config.max_header_size, config.timeout, config.max_body_size
+    )
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.

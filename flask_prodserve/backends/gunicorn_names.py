@@ -47,13 +47,21 @@ def installed() -> str | None:
         return None
 
 
+def _major_minor(release: str) -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def is_tested(release: str) -> bool:
     """Whether ``release`` (``"27.0.1"``) lies in :data:`TESTED`."""
-    match = re.match(r"(\d+)\.(\d+)", release)
-    if match is None:
-        return False
-    major_minor = (int(match[1]), int(match[2]))
-    return TESTED[0] <= major_minor <= TESTED[1]
+    major_minor = _major_minor(release)
+    return major_minor is not None and TESTED[0] <= major_minor <= TESTED[1]
+
+
+def networks_allowed() -> bool:
+    """Whether gunicorn's ``forwarded_allow_ips`` takes networks (``10.0.0.0/8``): 24.1 on."""
+    major_minor = _major_minor(installed() or "0.0")
+    return major_minor is not None and major_minor >= (24, 1)
 
 
 def tested_range() -> str:

@@ -52,7 +52,16 @@ from gunicorn.workers.base import Worker
 
 from ..limits import CLOSE_CONNECTION
 from .bodyinput import BodyInput
-from .headgate import ERRORS, PASS, REASONS, GateLimits, head_verdict
+from .headgate import (
+    ERRORS,
+    PASS,
+    REASONS,
+    ChunkSizes,
+    GateLimits,
+    chunked_body,
+    head_end,
+    head_verdict,
+)
 
 _READ_SIZE = 64 * 1024
 #: How long a refused or finished connection is read (what arrives is
@@ -96,19 +105,36 @@ class Conn:
 class _Feed:
     """What gunicorn's parser reads a request from: the bytes the event loop
     already read, then the socket (in a worker thread, with its timeout).
-    Once ``paused``, only what was already read: nothing blocks."""
+    Once ``paused``, only what was already read: nothing blocks. A chunked
+    body's sizes are checked as they pass (:class:`.headgate.ChunkSizes`)."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, max_body_size: int) -> None:
         self.conn = conn
         self.paused = False
+        self.head_left = head_end(conn.head)  # bytes of the head still to pass
+        chunked = chunked_body(bytes(conn.head[: self.head_left]))
+        self.chunks = ChunkSizes(max_body_size) if chunked else None
+        self.refused: Exception | None = None
 
     def recv(self, size: int) -> bytes:
+        if self.refused is not None:
+            raise self.refused
         head = self.conn.head
         if head:
             data = bytes(head[:size])
             del head[:size]
-            return data
-        return b"" if self.paused else self.conn.sock.recv(size)
+        else:
+            data = b"" if self.paused else self.conn.sock.recv(size)
+        if self.chunks is not None:
+            body = data[self.head_left :]
+            self.head_left = max(self.head_left - len(data), 0)
+            try:
+                self.chunks.feed(body)
+            except Exception as exc:
+                # Raised when the parser asks for more: from the body's read,
+                # not while gunicorn still parses the head read with it.
+                self.refused = exc
+        return data
 
 
 class GatedWorker(Worker):
@@ -390,7 +416,7 @@ class GatedWorker(Worker):
     def _serve(self, conn: Conn) -> bool:
         """Parse and answer one request; whether the connection is kept."""
         conn.sock.settimeout(self.limits.read_timeout)
-        feed = _Feed(conn)
+        feed = _Feed(conn, self.limits.max_body_size)
         parser = RequestParser(self.cfg, feed, conn.client)  # type: ignore[arg-type]
         req = None
         try:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ..framing import head_framing_problem
+from ..limits import BodyTooLarge
 
 #: Where a request head ends: the empty line. A bare-LF one is let through
 #: for gunicorn's parser to refuse (400) rather than left to time out.
@@ -39,6 +40,21 @@ def _error(status: int) -> bytes:
 ERRORS = {status: _error(status) for status in REASONS}
 
 
+def head_end(head: bytes | bytearray) -> int:
+    """Where a complete request head ends (after its empty line)."""
+    end = _HEAD_END.search(head)
+    return len(head) if end is None else end.end()
+
+
+def chunked_body(head: bytes) -> bool:
+    """Whether the request whose head this is sends a chunked body."""
+    for line in head.lower().split(b"\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip() == _TRANSFER_ENCODING and value.strip().endswith(b"chunked"):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class GateLimits:
     """The limits the gate and the worker enforce, in seconds and bytes
@@ -47,6 +63,7 @@ class GateLimits:
     header_timeout: float = 10
     max_header_size: int = 64 * 1024
     read_timeout: float = 30
+    max_body_size: int = 1024**3
 
 
 def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) -> int | None:
@@ -56,10 +73,12 @@ def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) ->
     parser; otherwise the HTTP status to refuse it with. ``checked`` bytes of
     ``head`` were looked at before (the search for the end resumes there).
     """
+    if len(head) > max_line + 4 and head.find(b"\n", 2, max_line + 4) < 0:
+        # The request line alone is too long (after one optional CRLF), whether
+        # or not the rest arrived: gunicorn before 27 would answer 400.
+        return 414
     end = _HEAD_END.search(head, max(checked - 2, 0))
     if end is None:
-        if len(head) > max_line + 4 and head.find(b"\n", 2, max_line + 4) < 0:
-            return 414  # the request line alone is too long (after one optional CRLF)
         return 431 if len(head) >= max_size else None
     if end.end() > max_size:
         return 431
@@ -69,3 +88,52 @@ def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) ->
     if _TRANSFER_ENCODING in block.lower() and head_framing_problem(block):
         return 400
     return PASS
+
+
+class ChunkSizes:
+    """Follows the chunked framing of a body, to refuse a chunk size that no
+    body within ``max_size`` could have as soon as it arrives.
+
+    gunicorn takes any number of hex digits as a chunk size and then waits for
+    that many bytes (2^160 of them, if the client says so) until the read
+    deadline. :meth:`feed` sees the body's bytes as the parser is given them
+    and raises :class:`~flask_prodserve.limits.BodyTooLarge` (413) for a size
+    over ``max_size``, or :class:`ValueError` (400) for one of more than 16
+    digits or an endless size line. Everything else, and the end of the body
+    (trailers), stays for gunicorn's parser to judge.
+    """
+
+    _MAX_LINE = 4096
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.line = bytearray()  # the size line so far
+        self.skip = 0  # data bytes (and their CRLF) still to pass over
+        self.done = False  # the last chunk's size was seen
+
+    def feed(self, data: bytes) -> None:
+        at = 0
+        while at < len(data) and not self.done:
+            if self.skip:
+                step = min(self.skip, len(data) - at)
+                self.skip -= step
+                at += step
+                continue
+            end = data.find(b"\n", at)
+            self.line += data[at : len(data) if end < 0 else end]
+            if len(self.line) > self._MAX_LINE:
+                raise ValueError("a chunk size line with no end")
+            if end < 0:
+                return
+            at = end + 1
+            self._size_line(bytes(self.line).split(b";", 1)[0].strip(b" \t\r"))
+            self.line.clear()
+
+    def _size_line(self, digits: bytes) -> None:
+        if len(digits) > 16:
+            raise ValueError(f"a chunk size of {len(digits)} hex digits")
+        size = int(digits, 16)  # ValueError for no hex number: gunicorn refuses it too
+        if size > self.max_size:
+            raise BodyTooLarge(size)
+        self.done = size == 0  # the last chunk: trailers follow, for gunicorn
+        self.skip = size + 2  # the data and its CRLF
