@@ -3,9 +3,14 @@ lifecycle hooks, worker recycling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +20,7 @@ import pytest
 
 from flask_prodserve.backends import GRACE_EXPIRED
 
-from .conftest import PROD_BACKENDS
+from .conftest import PROD_BACKENDS, ROOT, run_flask
 from .test_live import serve_args
 
 
@@ -211,3 +216,74 @@ def test_server_options_are_checked_against_the_server(
         return
     assert server.proc.wait(30) == 1
     assert server.log.strip().splitlines() == [f"Error: --server-options: {message}."]
+
+
+@pytest.mark.parametrize(
+    ("stage", "hook"), [("on_start", "started"), ("worker_init", "worker"), ("on_stop", "stopped")]
+)
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_a_failing_hook_names_itself_last(
+    backend: str, stage: str, hook: str, tmp_path: Path
+) -> None:
+    env = {
+        "HOOKS_RECORD": str(tmp_path / "hooks.txt"),
+        "HOOKS_READY_FILE": str(tmp_path / "ready"),
+        "HOOKS_FAIL": stage,
+    }
+    args = hooks_app_args(backend, "--workers", "2") if backend == "gunicorn" else None
+    result = _serve_until_done(args or hooks_app_args(backend), env, stop=stage == "on_stop")
+    output = result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"Error: {stage} hook '{hook}' failed: RuntimeError: the database refused the "
+        r"connection \(.*hooks_app\.py, line \d+\)",
+        last,
+    ), output
+    assert result.returncode == 1, output
+    assert "grace period" not in output and "Traceback" not in result.stdout
+
+
+def _serve_until_done(
+    args: list[str], env: dict[str, str], *, stop: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run ``flask serve`` until it exits by itself, or (``stop``) until it
+    serves, then SIGTERM; with a deadline either way."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        if stop:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the banner, up to its last line
+                if "Press CTRL+C to stop" in line:
+                    break
+            time.sleep(0.5)  # gunicorn's workers booting
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        if stop:
+            out = "(banner read)\n" + out
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_running_on_only_once_the_server_took_its_settings(backend: str, tmp_path: Path) -> None:
+    refused = {"gunicorn": '{"worker_connections": "many"}', "waitress": '{"threads": "many"}'}
+    result = run_flask(
+        ROOT,
+        *serve_args(backend, "--server-options", refused[backend]),
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 1, result
+    assert "Running on" not in result.stdout, result
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: "), result

@@ -231,6 +231,9 @@ def chunked(*chunks: bytes) -> bytes:
             ["Transfer-Encoding: chunked"], b"zz\r\nhello\r\n0\r\n\r\n", 400, id="bad-size"
         ),
         pytest.param(["Transfer-Encoding: chunked"], b"5\r\nhelloXX0\r\n\r\n", 400, id="no-crlf"),
+        # Sizes announced before their data: refused without waiting for it.
+        pytest.param(["Transfer-Encoding: chunked"], b"F" * 41 + b"\r\n", 400, id="size-2^164"),
+        pytest.param(["Transfer-Encoding: chunked"], b"10000\r\nabc", 413, id="size-over-limit"),
     ],
 )
 def test_refused_bodies_close_the_connection(
@@ -256,6 +259,17 @@ def test_bodies_within_the_limit_keep_the_connection(server: LiveServer) -> None
         assert client.response().body == b'{"size":1000}\n'
         client.send(request("GET", "/echo/again", HOST))
         assert client.response().status == 200
+
+
+def test_a_body_cut_short_by_a_half_close_is_never_complete(server: LiveServer) -> None:
+    with RawClient(server.host, server.port) as client:
+        client.send(request("POST", "/upload", HOST, "Content-Length: 100", body=b"x" * 10))
+        client.sock.shutdown(socket.SHUT_WR)  # the client is done sending, 90 bytes short
+        response = client.response()
+        assert response.status == 400, (response, server.log)
+        assert b"ended before its Content-Length" in response.body
+        assert client.wait_closed(5) is not None
+    assert_still_serving(server)
 
 
 # --- 5. a body that never comes -------------------------------------------------

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.config import KNOWN_SETTINGS
+from gunicorn.errors import HaltServer
 
 from ..errors import ServeError
 from ..lifecycle import HookFailed
@@ -242,6 +243,8 @@ def run(
         if os.getpid() != master:
             raise  # a worker process is exiting: let it, without returning into the CLI
         status = exc.code if isinstance(exc.code, int) else 1
+    except HaltServer as exc:  # a second worker failed to boot while the first one's halt ran
+        status = exc.exit_status
     return _outcome(status, _read_all(reports))
 
 

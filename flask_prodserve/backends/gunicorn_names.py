@@ -20,7 +20,10 @@ names it relies on, unchanged in every release from 23.0 to 27.0:
 - the response's ``start_response``, ``write``, ``write_file``, ``close``,
   ``should_close``, ``force_close`` and ``headers_sent``;
 - the request's ``body.read(size)``;
-- ``gunicorn.http.errors.NoMoreData``.
+- ``gunicorn.http.errors.NoMoreData``;
+- ``gunicorn.errors.HaltServer`` (its ``exit_status``), which the arbiter can
+  let out of ``run()`` when several workers fail to boot at once;
+- ``Arbiter.WORKER_BOOT_ERROR`` and ``Arbiter.APP_LOAD_ERROR``, its exit statuses.
 
 Outside :data:`TESTED`, ``flask serve`` runs gunicorn's own ``gthread``
 worker instead (see :func:`worker_fallback`): it serves, without the

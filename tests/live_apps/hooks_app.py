@@ -14,11 +14,14 @@ from flask_prodserve import ProdServe
 app = Flask(__name__)
 prodserve = ProdServe(app)
 RECORD = Path(os.environ["HOOKS_RECORD"])
+FAIL = os.environ.get("HOOKS_FAIL", "")  # the stage whose hook raises, for a live test
 
 
 def record(stage: str) -> None:
     with RECORD.open("a") as f:
         f.write(f"{stage} {os.getpid()}\n")
+    if stage == FAIL:
+        raise RuntimeError("the database refused the connection")
 
 
 @prodserve.on_start
