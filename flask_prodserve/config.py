@@ -296,7 +296,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "graceful_timeout",
         "Seconds in-flight requests get to finish after SIGTERM or Ctrl+C; "
-        "past that they are cut and the exit status is 3.",
+        "past that they are cut and the exit status is 5.",
         c.as_int(0, 86400, 30),
         _const(30),
         metavar="SECONDS",
