@@ -8,8 +8,12 @@ by :func:`channel_class`:
   twice, listing ``chunked`` twice, or in an HTTP/1.0 request; and folded
   header lines (waitress would join a folded ``Transfer-Encoding``). It
   also enforces ``max_header_count`` and ``max_request_line``, which
-  waitress lacks. A refused request gets its
-  4xx and the connection is closed: nothing after it is parsed.
+  waitress lacks, and refuses what gunicorn 27's parser refuses and
+  waitress 3.0.2 lets through: request lines without HTTP/1.0 or HTTP/1.1,
+  and targets in a form their method does not allow
+  (:func:`~flask_prodserve.framing.request_line_problem`). A refused
+  request gets its 4xx and the connection is closed: nothing after it is
+  parsed.
 - The channel knows two deadlines waitress lacks, checked by
   :meth:`Channel.check_deadlines`: a request's line and headers must arrive
   within ``header_timeout`` of its first byte (else 408 and close), and an
@@ -32,7 +36,7 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import WSGITask
 from waitress.utilities import BadRequest, Error, RequestHeaderFieldsTooLarge, build_http_date
 
-from ..framing import head_framing_problem
+from ..framing import head_framing_problem, request_line_problem
 from ..limits import CLOSE_CONNECTION
 
 if TYPE_CHECKING:
@@ -92,6 +96,9 @@ class Parser(HTTPRequestParser):
         line, _, block = header_plus.partition(_CRLF)  # block ends with an empty line
         if len(line) > self.max_line:
             raise ParsingError(f"The request line is longer than {self.max_line} bytes.")
+        problem = request_line_problem(line)  # waitress serves HTTP/0.9, GET *, ...
+        if problem:
+            raise ParsingError(problem)
         if block.startswith((b" ", b"\t")) or b"\r\n " in block or b"\r\n\t" in block:
             raise ParsingError("Folded header lines are not accepted.")  # waitress joins them
         if block.count(_CRLF) - 1 > self.max_fields:
