@@ -6,9 +6,9 @@ hidden in the body (request smuggling). gunicorn refuses some of them
 itself and waitress 3.0.2 none, so each backend checks the request head
 with :func:`framing_problem` before its own parser acts on it.
 
-:func:`request_line_problem` holds the rules of gunicorn 27's parser for
-request lines, which waitress 3.0.2 does not apply: its parser uses it to
-refuse what gunicorn refuses.
+:func:`request_line_problem` and :func:`trailer_problem` hold the rules of
+gunicorn 27's parser for request lines and trailer fields, which waitress
+3.0.2 does not apply: its parser uses them to refuse what gunicorn refuses.
 """
 
 from __future__ import annotations
@@ -82,4 +82,38 @@ def target_problem(method: bytes, target: bytes) -> str | None:
     # (RFC 9112 section 3.2.3). As gunicorn 27 tells them apart.
     if method != b"CONNECT" and not target.startswith(b"/") and b"://" not in target:
         return "The request target must be a path (/...) or an absolute URL (http://...)."
+    return None
+
+
+# RFC 9110 section 6.5.1: fields that route, frame or authenticate a message
+# must not arrive after its body; gunicorn 27 refuses these.
+FORBIDDEN_TRAILERS = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"trailer", b"authorization", b"te")
+)
+# RFC 9110 section 5.1 and 5.5: a token, a colon, then visible characters,
+# spaces and tabs (no folded lines, no control characters, no bare CR).
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[\t\x20-\x7e\x80-\xff])*)")
+
+
+def trailer_problem(section: bytes) -> str | None:
+    """Why the trailer section of a chunked body must be refused, or None.
+
+    ``section`` is the trailer lines, without the empty line that ends them.
+    The rules of gunicorn 27: every line a well-formed field, none of
+    :data:`FORBIDDEN_TRAILERS`, no underscore in a name (``X_Forwarded_For``
+    and ``X-Forwarded-For`` are one WSGI key) and no second Content-Type.
+    """
+    names = []
+    for line in section.split(b"\r\n"):
+        match = _FIELD.fullmatch(line)
+        if match is None:
+            return "A trailer line is not a valid header field."
+        names.append(match[1])
+    for name in names:
+        if name.lower() in FORBIDDEN_TRAILERS:
+            return f"{name.decode()} may not be sent as a trailer field."
+        if b"_" in name:
+            return "Trailer field names may not contain underscores."
+    if [name.lower() for name in names].count(b"content-type") > 1:
+        return "Content-Type is given twice in the trailer fields."
     return None

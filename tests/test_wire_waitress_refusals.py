@@ -1,8 +1,9 @@
 """waitress refuses the malformed requests that gunicorn 27's parser refuses.
 
-Request lines without a usable version and targets in a form the method
-does not allow: each gets a prompt 4xx, the connection is closed, and
-nothing reaches the app. The rules are tested as tables at
+Request lines without a usable version, targets in a form the method does
+not allow, chunk sizes too large to be a number and forbidden trailer
+fields: each gets a prompt 4xx, the connection is closed, and nothing
+reaches the app. The rules are tested as tables at
 their seams (the pure helpers, the parser), and every refusal once more
 against a real ``flask serve --prod --server waitress``.
 """
@@ -16,7 +17,7 @@ import pytest
 from waitress.adjustments import Adjustments
 
 from flask_prodserve.backends.waitress_http import Parser
-from flask_prodserve.framing import request_line_problem
+from flask_prodserve.framing import request_line_problem, trailer_problem
 
 from .conftest import LiveServer
 from .rawhttp import RawClient
@@ -57,12 +58,48 @@ def test_request_line_problem(line: bytes, refused: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("section", "refused"),
+    [
+        pytest.param(b"X-Checksum: 1", False, id="plain"),
+        pytest.param(b"X-A: 1\r\nX-B:\r\nServer-Timing: a;dur=1", False, id="several"),
+        pytest.param(b"Content-Length: 5", True, id="content-length"),
+        pytest.param(b"host: evil", True, id="host"),
+        pytest.param(b"Transfer-Encoding: chunked", True, id="transfer-encoding"),
+        pytest.param(b"Trailer: X", True, id="trailer"),
+        pytest.param(b"Authorization: Basic eA==", True, id="authorization"),
+        pytest.param(b"TE: trailers", True, id="te"),
+        pytest.param(b"Content-Type: a\r\nContent-Type: b", True, id="content-type-twice"),
+        pytest.param(b"X_A: 1", True, id="underscore"),
+        pytest.param(b"X-A: 1\r\n 2", True, id="folded"),
+        pytest.param(b"X-A : 1", True, id="space-before-colon"),
+        pytest.param(b"no colon", True, id="no-colon"),
+        pytest.param(b"X-A: 1\r2", True, id="bare-cr"),
+        pytest.param(b"X-A: \x00", True, id="control-character"),
+    ],
+)
+def test_trailer_problem(section: bytes, refused: bool) -> None:
+    assert (trailer_problem(section) is not None) is refused
+
+
+def chunked(body: bytes, line: bytes = b"POST /x HTTP/1.1") -> bytes:
+    return line + b"\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
     ("data", "status"),
     [
         pytest.param(b"GET /x\r\nHost: x\r\n\r\n", 400, id="no-version"),
         pytest.param(b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 400, id="http-2.0"),
         pytest.param(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="asterisk-get"),
-        pytest.param(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", None, id="asterisk-options"),
+        pytest.param(chunked(b"5\r\nhello\r\n0\r\nX-A: 1\r\n\r\n"), None, id="trailer"),
+        pytest.param(chunked(b"5\r\nhello\r\n0\r\nHost: y\r\n\r\n"), 400, id="trailer-host"),
+        pytest.param(chunked(b"1" + b"0" * 40 + b"\r\nabc"), 400, id="chunk-size-2^160"),
+        pytest.param(chunked(b"8" + b"0" * 15 + b"\r\n"), 400, id="chunk-size-2^63"),
+        pytest.param(chunked(b"400\r\n"), 413, id="chunk-over-body-limit"),
+        pytest.param(chunked(b"3ff\r\n"), None, id="chunk-at-body-limit-unfinished"),
+        pytest.param(chunked(b"5;" + b"x" * 300), 400, id="chunk-size-line-too-long"),
+        pytest.param(chunked(b"0\r\nX-A: 1\n\n"), 400, id="trailer-bare-lf"),
+        pytest.param(chunked(b"0\r\nX-A: " + b"x" * 300), 431, id="trailer-too-long"),
     ],
 )
 def test_parser(data: bytes, status: int | None) -> None:
@@ -99,6 +136,10 @@ def line(text: bytes) -> bytes:
     return text + b"\r\nHost: x\r\n\r\n"
 
 
+def trailer(path: str, field: bytes) -> bytes:
+    return chunked(b"5\r\nhello\r\n0\r\n" + field + b"\r\n\r\n", f"POST {path} HTTP/1.1".encode())
+
+
 # The request, its status, and what the access log would show had it reached the app.
 REFUSED = [
     pytest.param(line(b"GET /echo/r01"), 400, "/echo/r01", id="no-version"),
@@ -111,6 +152,34 @@ REFUSED = [
     pytest.param(line(b"GET echo:8017 HTTP/1.1"), 400, '"GET 8017 ', id="authority-not-connect"),
     pytest.param(line(b"GET echo/r07 HTTP/1.1"), 400, "echo/r07", id="neither-origin-nor-absolute"),
     pytest.param(line(b"GET /echo/r08\xe9 HTTP/1.1"), 400, "/echo/r08", id="non-ascii-target"),
+    pytest.param(
+        chunked(b"1" + b"0" * 40 + b"\r\nabc", b"POST /echo/r09 HTTP/1.1"),
+        400,
+        "/echo/r09",
+        id="chunk-size-2^160",
+    ),
+    pytest.param(
+        chunked(b"3e9\r\nabc", b"POST /echo/r10 HTTP/1.1"),
+        413,
+        "/echo/r10",
+        id="chunk-over-body-limit",
+    ),
+    pytest.param(
+        trailer("/echo/r11", b"Content-Length: 5"), 400, "/echo/r11", id="trailer-content-length"
+    ),
+    pytest.param(trailer("/echo/r12", b"Host: evil"), 400, "/echo/r12", id="trailer-host"),
+    pytest.param(
+        trailer("/echo/r13", b"Transfer-Encoding: chunked"),
+        400,
+        "/echo/r13",
+        id="trailer-transfer-encoding",
+    ),
+    pytest.param(
+        trailer("/echo/r14", b"Authorization: Basic eA=="),
+        400,
+        "/echo/r14",
+        id="trailer-authorization",
+    ),
 ]
 
 
@@ -136,6 +205,11 @@ def test_malformed_requests_are_refused(
         pytest.param(line(b"OPTIONS * HTTP/1.1"), '"OPTIONS %2A ', id="asterisk-options"),
         pytest.param(line(b"GET http://x/echo/a1 HTTP/1.1"), "/echo/a1", id="absolute-form"),
         pytest.param(line(b"CONNECT x:8443 HTTP/1.1"), '"CONNECT 8443 ', id="authority-connect"),
+        pytest.param(
+            trailer("/echo/a2", b"X-Checksum: 1"),
+            "/echo/a2",
+            id="allowed-trailer",
+        ),
     ],
 )
 def test_well_formed_requests_reach_the_app(wire: LiveServer, data: bytes, path: str) -> None:

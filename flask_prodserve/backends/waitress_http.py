@@ -10,10 +10,11 @@ by :func:`channel_class`:
   also enforces ``max_header_count`` and ``max_request_line``, which
   waitress lacks, and refuses what gunicorn 27's parser refuses and
   waitress 3.0.2 lets through: request lines without HTTP/1.0 or HTTP/1.1,
-  and targets in a form their method does not allow
-  (:func:`~flask_prodserve.framing.request_line_problem`). A refused
-  request gets its 4xx and the connection is closed: nothing after it is
-  parsed.
+  targets in a form their method does not allow
+  (:func:`~flask_prodserve.framing.request_line_problem`), and in chunked
+  bodies, sizes too large to be a number and forbidden trailer fields
+  (:mod:`.waitress_chunked`). A refused request gets its 4xx and the
+  connection is closed: nothing after it is parsed.
 - The channel knows two deadlines waitress lacks, checked by
   :meth:`Channel.check_deadlines`: a request's line and headers must arrive
   within ``header_timeout`` of its first byte (else 408 and close), and an
@@ -38,6 +39,7 @@ from waitress.utilities import BadRequest, Error, RequestHeaderFieldsTooLarge, b
 
 from ..framing import head_framing_problem, request_line_problem
 from ..limits import CLOSE_CONNECTION
+from .waitress_chunked import ChunkedBody
 
 if TYPE_CHECKING:
     from waitress.adjustments import Adjustments
@@ -110,6 +112,14 @@ class Parser(HTTPRequestParser):
             if framing:
                 raise ParsingError(framing)
         super().parse_header(header_plus)
+        if self.chunked and self.body_rcv is not None:
+            # waitress's receiver with gunicorn 27's checks. waitress's limits
+            # are ours plus one (see .waitress.adjustments).
+            self.body_rcv = ChunkedBody(
+                self.body_rcv.buf,
+                max_size=self.adj.max_request_body_size - 1,
+                max_head=self.adj.max_request_header_size - 1,
+            )
 
 
 class Task(WSGITask):
