@@ -1,15 +1,16 @@
 """waitress refuses the malformed requests that gunicorn 27's parser refuses.
 
 Request lines without a usable version, targets in a form the method does
-not allow, chunk sizes too large to be a number and forbidden trailer
-fields: each gets a prompt 4xx, the connection is closed, and nothing
-reaches the app. The rules are tested as tables at
+not allow, chunk sizes too large to be a number, forbidden trailer fields,
+and bodies cut short by the client: each gets a prompt 4xx, the connection
+is closed, and nothing reaches the app. The rules are tested as tables at
 their seams (the pure helpers, the parser), and every refusal once more
 against a real ``flask serve --prod --server waitress``.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -218,3 +219,42 @@ def test_well_formed_requests_reach_the_app(wire: LiveServer, data: bytes, path:
         client.send(data)
         assert client.response().status not in (400, 413), wire.log
     wire.wait_for_log(path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            b"POST /echo/h1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+            id="content-length",
+        ),
+        pytest.param(
+            b"POST /echo/h2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", id="no-body"
+        ),
+        pytest.param(chunked(b"5\r\nhel", b"POST /echo/h3 HTTP/1.1"), id="chunked"),
+        pytest.param(chunked(b"5\r\nhello\r\n", b"POST /echo/h4 HTTP/1.1"), id="no-last-chunk"),
+        pytest.param(chunked(b"5\r\nhello\r\n0\r\n", b"POST /echo/h5 HTTP/1.1"), id="no-end"),
+    ],
+)
+def test_body_cut_short_by_a_half_close_is_refused(wire: LiveServer, data: bytes) -> None:
+    with RawClient(wire.host, wire.port, timeout=5) as client:
+        client.send(data)
+        client.sock.shutdown(socket.SHUT_WR)  # the client is done sending
+        started = time.monotonic()
+        response = client.response()
+        assert time.monotonic() - started < 2  # at once, not after --timeout
+        assert response.status == 400, (response, wire.log)
+        assert response.headers["connection"] == "close"
+        assert client.wait_closed(5) is not None
+    wire.assert_never_reached(data.split(b" ")[1].decode())
+
+
+def test_whole_body_then_a_half_close_is_served(wire: LiveServer) -> None:
+    # The control for the table above: a client may close its side once it
+    # has sent the whole request, and still gets the answer.
+    with RawClient(wire.host, wire.port, timeout=5) as client:
+        client.send(line(b"GET /echo/h6 HTTP/1.1\r\nContent-Length: 5") + b"hello")
+        client.sock.shutdown(socket.SHUT_WR)
+        response = client.response()
+    assert response.status == 200, wire.log
+    assert b'"PATH_INFO":"/echo/h6"' in response.body

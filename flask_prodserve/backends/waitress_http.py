@@ -20,7 +20,9 @@ by :func:`channel_class`:
   within ``header_timeout`` of its first byte (else 408 and close), and an
   idle keep-alive connection is closed after ``keepalive``. waitress's own
   ``channel_timeout`` measures inactivity only, so a client trickling a byte
-  every few seconds would otherwise be kept forever.
+  every few seconds would otherwise be kept forever. A client that closes
+  its side before the end of the body it announced gets 400 (waitress
+  would close without a word; the request never runs either way).
 - The task closes the connection after a response when the WSGI chain set
   :data:`~flask_prodserve.limits.CLOSE_CONNECTION` (an app may not send
   ``Connection: close`` through waitress).
@@ -140,6 +142,7 @@ class Channel(HTTPChannel):
     header_timeout = 10.0
     keepalive = 5.0
     served_at = 0.0  # when the last response was handed over; 0: none yet
+    reading = False  # in handle_read()
 
     def service(self) -> None:
         super().service()
@@ -165,9 +168,36 @@ class Channel(HTTPChannel):
 
     def _time_out(self, now: float) -> None:
         """Answer 408 (best effort: a client this slow may not read it) and close."""
-        body = f"Request Timeout: the headers took over {self.header_timeout:g} s.\n"
+        self._answer_and_close(
+            "408 Request Timeout", f"the headers took over {self.header_timeout:g} s.", now
+        )
+
+    def handle_read(self) -> None:
+        # At the client's end of stream waitress's recv() calls handle_close()
+        # itself; the flag tells handle_close() that this is why.
+        self.reading = True
+        try:
+            super().handle_read()
+        finally:
+            self.reading = False
+
+    def handle_close(self) -> None:
+        request = self.request
+        if self.reading and request is not None and request.headers_finished:
+            # The client closed its side before the end of the body it
+            # announced. waitress runs a request only once its body is
+            # complete, so this one never runs; RFC 9112 section 8 lets a
+            # server answer an incomplete request with an error first.
+            self._answer_and_close(
+                "400 Bad Request", "the connection ended before the request body did.", time.time()
+            )
+        super().handle_close()
+
+    def _answer_and_close(self, status: str, why: str, now: float) -> None:
+        """Send a final response straight to the socket and mark the connection closing."""
+        body = f"{status[4:]}: {why}\n"
         head = [
-            "HTTP/1.1 408 Request Timeout",
+            f"HTTP/1.1 {status}",
             "Connection: close",
             f"Content-Length: {len(body)}",
             "Content-Type: text/plain; charset=utf-8",
