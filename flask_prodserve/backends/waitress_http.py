@@ -51,6 +51,14 @@ if TYPE_CHECKING:
 _CRLF = b"\r\n"
 
 
+class URITooLong(BadRequest):
+    """RFC 9112 section 3: a request line too long to parse gets 414, as
+    under gunicorn and nginx (waitress has no such limit or status)."""
+
+    code = 414
+    reason = "URI Too Long"
+
+
 class Parser(HTTPRequestParser):
     """Parses one request; refuses ambiguous framing and enforces our limits."""
 
@@ -66,7 +74,7 @@ class Parser(HTTPRequestParser):
 
     def received(self, data: bytes) -> int:
         if not self.line_done and self.body_rcv is None and self._line_too_long(data):
-            self._refuse(BadRequest(f"The request line is longer than {self.max_line} bytes."))
+            self._refuse(URITooLong(f"The request line is longer than {self.max_line} bytes."))
         else:
             consumed = super().received(data)
             if self.error is None:
@@ -98,11 +106,7 @@ class Parser(HTTPRequestParser):
     def parse_header(self, header_plus: bytes) -> None:
         # Byte-string searches first: most requests need no field-by-field scan.
         line, _, block = header_plus.partition(_CRLF)  # block ends with an empty line
-        if len(line) > self.max_line:
-            raise ParsingError(f"The request line is longer than {self.max_line} bytes.")
-        problem = request_line_problem(line)  # waitress serves HTTP/0.9, GET *, ...
-        if problem:
-            raise ParsingError(problem)
+        self._check_line(line)
         if block.startswith((b" ", b"\t")) or b"\r\n " in block or b"\r\n\t" in block:
             raise ParsingError("Folded header lines are not accepted.")  # waitress joins them
         if block.count(_CRLF) - 1 > self.max_fields:
@@ -122,6 +126,15 @@ class Parser(HTTPRequestParser):
                 max_size=self.adj.max_request_body_size - 1,
                 max_head=self.adj.max_request_header_size - 1,
             )
+
+    def _check_line(self, line: bytes) -> None:
+        if len(line) > self.max_line:
+            too_long = f"The request line is longer than {self.max_line} bytes."
+            self.limit_error = URITooLong(too_long)
+            raise ParsingError(too_long)
+        problem = request_line_problem(line)  # waitress serves HTTP/0.9, GET *, ...
+        if problem:
+            raise ParsingError(problem)
 
 
 class Task(WSGITask):
