@@ -92,7 +92,7 @@ FORBIDDEN_TRAILERS = frozenset(
 )
 # RFC 9110 section 5.1 and 5.5: a token, a colon, then visible characters,
 # spaces and tabs (no folded lines, no control characters, no bare CR).
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[\t\x20-\x7e\x80-\xff])*)")
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t\x20-\x7e\x80-\xff]*")
 
 
 def trailer_problem(section: bytes) -> str | None:

@@ -99,6 +99,7 @@ def chunked(body: bytes, line: bytes = b"POST /x HTTP/1.1") -> bytes:
         pytest.param(chunked(b"400\r\n"), 413, id="chunk-over-body-limit"),
         pytest.param(chunked(b"3ff\r\n"), None, id="chunk-at-body-limit-unfinished"),
         pytest.param(chunked(b"5;" + b"x" * 300), 400, id="chunk-size-line-too-long"),
+        pytest.param(chunked(b"5\nhello"), 400, id="chunk-size-bare-lf"),
         pytest.param(chunked(b"0\r\nX-A: 1\n\n"), 400, id="trailer-bare-lf"),
         pytest.param(chunked(b"0\r\nX-A: " + b"x" * 300), 431, id="trailer-too-long"),
     ],

@@ -60,24 +60,15 @@ class ChunkedBody(ChunkedReceiver):
             )
         if len(self.control_line) > self.max_head or b"\n" in self.control_line:
             return BadRequest("The chunk-size line is too long or ends with a bare LF.")
-        if self.completed:
-            return self._trailer_problem()
+        if len(self.trailer) > self.max_head:
+            return RequestHeaderFieldsTooLarge(
+                f"The trailer fields are longer than {self.max_head} bytes."
+            )
         if self.trailer.count(b"\n") != self.trailer.count(b"\r\n"):
             return BadRequest("A trailer line ends with a bare LF.")
-        if len(self.trailer) > self.max_head:
-            return RequestHeaderFieldsTooLarge(
-                f"The trailer fields are longer than {self.max_head} bytes."
-            )
+        # Once complete, waitress keeps the trailer section with its ending,
+        # or nothing (at most a CR) when the body had no trailer fields.
+        if self.completed and self.trailer.endswith(_END):
+            problem = trailer_problem(self.trailer[: -len(_END)])
+            return None if problem is None else BadRequest(problem)
         return None
-
-    def _trailer_problem(self) -> BadRequest | None:
-        # waitress keeps the trailer section with its ending, or nothing
-        # (at most a CR) when the body ended without trailer fields.
-        if not self.trailer.endswith(_END):
-            return None
-        if len(self.trailer) > self.max_head:
-            return RequestHeaderFieldsTooLarge(
-                f"The trailer fields are longer than {self.max_head} bytes."
-            )
-        problem = trailer_problem(self.trailer[: -len(_END)])
-        return None if problem is None else BadRequest(problem)
