@@ -8,14 +8,21 @@ by :func:`channel_class`:
   twice, listing ``chunked`` twice, or in an HTTP/1.0 request; and folded
   header lines (waitress would join a folded ``Transfer-Encoding``). It
   also enforces ``max_header_count`` and ``max_request_line``, which
-  waitress lacks. A refused request gets its
-  4xx and the connection is closed: nothing after it is parsed.
+  waitress lacks, and refuses what gunicorn 27's parser refuses and
+  waitress 3.0.2 lets through: request lines without HTTP/1.0 or HTTP/1.1,
+  targets in a form their method does not allow
+  (:func:`~flask_prodserve.framing.request_line_problem`), and in chunked
+  bodies, sizes too large to be a number and forbidden trailer fields
+  (:mod:`.waitress_chunked`). A refused request gets its 4xx and the
+  connection is closed: nothing after it is parsed.
 - The channel knows two deadlines waitress lacks, checked by
   :meth:`Channel.check_deadlines`: a request's line and headers must arrive
   within ``header_timeout`` of its first byte (else 408 and close), and an
   idle keep-alive connection is closed after ``keepalive``. waitress's own
   ``channel_timeout`` measures inactivity only, so a client trickling a byte
-  every few seconds would otherwise be kept forever.
+  every few seconds would otherwise be kept forever. A client that closes
+  its side before the end of the body it announced gets 400 (waitress
+  would close without a word; the request never runs either way).
 - The task closes the connection after a response when the WSGI chain set
   :data:`~flask_prodserve.limits.CLOSE_CONNECTION` (an app may not send
   ``Connection: close`` through waitress).
@@ -32,8 +39,9 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import WSGITask
 from waitress.utilities import BadRequest, Error, RequestHeaderFieldsTooLarge, build_http_date
 
-from ..framing import head_framing_problem
+from ..framing import head_framing_problem, request_line_problem
 from ..limits import CLOSE_CONNECTION
+from .waitress_chunked import ChunkedBody
 
 if TYPE_CHECKING:
     from waitress.adjustments import Adjustments
@@ -41,6 +49,14 @@ if TYPE_CHECKING:
     from ..config import ServeConfig
 
 _CRLF = b"\r\n"
+
+
+class URITooLong(BadRequest):
+    """RFC 9112 section 3: a request line too long to parse gets 414, as
+    under gunicorn and nginx (waitress has no such limit or status)."""
+
+    code = 414
+    reason = "URI Too Long"
 
 
 class Parser(HTTPRequestParser):
@@ -58,7 +74,7 @@ class Parser(HTTPRequestParser):
 
     def received(self, data: bytes) -> int:
         if not self.line_done and self.body_rcv is None and self._line_too_long(data):
-            self._refuse(BadRequest(f"The request line is longer than {self.max_line} bytes."))
+            self._refuse(URITooLong(f"The request line is longer than {self.max_line} bytes."))
         else:
             consumed = super().received(data)
             if self.error is None:
@@ -90,8 +106,7 @@ class Parser(HTTPRequestParser):
     def parse_header(self, header_plus: bytes) -> None:
         # Byte-string searches first: most requests need no field-by-field scan.
         line, _, block = header_plus.partition(_CRLF)  # block ends with an empty line
-        if len(line) > self.max_line:
-            raise ParsingError(f"The request line is longer than {self.max_line} bytes.")
+        self._check_line(line)
         if block.startswith((b" ", b"\t")) or b"\r\n " in block or b"\r\n\t" in block:
             raise ParsingError("Folded header lines are not accepted.")  # waitress joins them
         if block.count(_CRLF) - 1 > self.max_fields:
@@ -103,6 +118,23 @@ class Parser(HTTPRequestParser):
             if framing:
                 raise ParsingError(framing)
         super().parse_header(header_plus)
+        if self.chunked and self.body_rcv is not None:
+            # waitress's receiver with gunicorn 27's checks. waitress's limits
+            # are ours plus one (see .waitress.adjustments).
+            self.body_rcv = ChunkedBody(
+                self.body_rcv.buf,
+                max_size=self.adj.max_request_body_size - 1,
+                max_head=self.adj.max_request_header_size - 1,
+            )
+
+    def _check_line(self, line: bytes) -> None:
+        if len(line) > self.max_line:
+            too_long = f"The request line is longer than {self.max_line} bytes."
+            self.limit_error = URITooLong(too_long)
+            raise ParsingError(too_long)
+        problem = request_line_problem(line)  # waitress serves HTTP/0.9, GET *, ...
+        if problem:
+            raise ParsingError(problem)
 
 
 class Task(WSGITask):
@@ -123,6 +155,7 @@ class Channel(HTTPChannel):
     header_timeout = 10.0
     keepalive = 5.0
     served_at = 0.0  # when the last response was handed over; 0: none yet
+    reading = False  # in handle_read()
 
     def service(self) -> None:
         super().service()
@@ -148,9 +181,36 @@ class Channel(HTTPChannel):
 
     def _time_out(self, now: float) -> None:
         """Answer 408 (best effort: a client this slow may not read it) and close."""
-        body = f"Request Timeout: the headers took over {self.header_timeout:g} s.\n"
+        self._answer_and_close(
+            "408 Request Timeout", f"the headers took over {self.header_timeout:g} s.", now
+        )
+
+    def handle_read(self) -> None:
+        # At the client's end of stream waitress's recv() calls handle_close()
+        # itself; the flag tells handle_close() that this is why.
+        self.reading = True
+        try:
+            super().handle_read()
+        finally:
+            self.reading = False
+
+    def handle_close(self) -> None:
+        request = self.request
+        if self.reading and request is not None and request.headers_finished:
+            # The client closed its side before the end of the body it
+            # announced. waitress runs a request only once its body is
+            # complete, so this one never runs; RFC 9112 section 8 lets a
+            # server answer an incomplete request with an error first.
+            self._answer_and_close(
+                "400 Bad Request", "the connection ended before the request body did.", time.time()
+            )
+        super().handle_close()
+
+    def _answer_and_close(self, status: str, why: str, now: float) -> None:
+        """Send a final response straight to the socket and mark the connection closing."""
+        body = f"{status[4:]}: {why}\n"
         head = [
-            "HTTP/1.1 408 Request Timeout",
+            f"HTTP/1.1 {status}",
             "Connection: close",
             f"Content-Length: {len(body)}",
             "Content-Type: text/plain; charset=utf-8",
