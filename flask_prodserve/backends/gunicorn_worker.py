@@ -50,13 +50,13 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.http.wsgi import create
 from gunicorn.workers.base import Worker
 
-from ..limits import CLOSE_CONNECTION
+from ..limits import CLOSE_CONNECTION, BodyTooLarge
 from .bodyinput import BodyInput
 from .headgate import (
     ERRORS,
     PASS,
     REASONS,
-    ChunkSizes,
+    ChunkedFraming,
     GateLimits,
     chunked_body,
     head_end,
@@ -96,6 +96,7 @@ class Conn:
         self.deadline = 0.0
         self.fresh_until = 0.0
         self.lingering = False  # answered for the last time: closing
+        self.framing: ChunkedFraming | None = None  # the current request's chunked body
 
     @property
     def ip(self) -> str:
@@ -104,36 +105,29 @@ class Conn:
 
 class _Feed:
     """What gunicorn's parser reads a request from: the bytes the event loop
-    already read, then the socket (in a worker thread, with its timeout).
-    Once ``paused``, only what was already read: nothing blocks. A chunked
-    body's sizes are checked as they pass (:class:`.headgate.ChunkSizes`)."""
+    already read (and checked), then the socket (in a worker thread, with its
+    timeout), whose bytes go through the connection's :attr:`Conn.framing`.
+    Once ``paused``, only what was already read: nothing blocks."""
 
-    def __init__(self, conn: Conn, max_body_size: int) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.paused = False
-        self.head_left = head_end(conn.head)  # bytes of the head still to pass
-        chunked = chunked_body(bytes(conn.head[: self.head_left]))
-        self.chunks = ChunkSizes(max_body_size) if chunked else None
-        self.refused: Exception | None = None
 
     def recv(self, size: int) -> bytes:
-        if self.refused is not None:
-            raise self.refused
         head = self.conn.head
         if head:
             data = bytes(head[:size])
             del head[:size]
-        else:
-            data = b"" if self.paused else self.conn.sock.recv(size)
-        if self.chunks is not None:
-            body = data[self.head_left :]
-            self.head_left = max(self.head_left - len(data), 0)
-            try:
-                self.chunks.feed(body)
-            except Exception as exc:
-                # Raised when the parser asks for more: from the body's read,
-                # not while gunicorn still parses the head read with it.
-                self.refused = exc
+            return data
+        if self.paused:
+            return b""
+        data = self.conn.sock.recv(size)
+        framing = self.conn.framing
+        if framing is not None:  # raises from the body's read, where BodyLimit answers it
+            if data:
+                framing.feed(data)
+            else:
+                framing.ended()  # gunicorn < 27 would take a body cut short as whole
         return data
 
 
@@ -302,10 +296,28 @@ class GatedWorker(Worker):
             return
         self._unwatch(conn)
         if verdict == PASS:
+            verdict = self._check_body_start(conn)
+        if verdict == PASS:
             self.in_threads += 1
             self.tasks.put(conn)
         else:
             self._refuse(conn, verdict)
+
+    def _check_body_start(self, conn: Conn) -> int:
+        """Follow a chunked body's framing from the bytes already read: PASS,
+        or the status to refuse it with before any thread sees it."""
+        end = head_end(conn.head)
+        if not chunked_body(bytes(conn.head[:end])):
+            conn.framing = None
+            return PASS
+        conn.framing = ChunkedFraming(self.limits.max_body_size)
+        try:
+            conn.framing.feed(bytes(conn.head[end:]))
+        except BodyTooLarge:
+            return 413
+        except ValueError:
+            return 400
+        return PASS
 
     def _unwatch(self, conn: Conn) -> None:
         if self.waiting.pop(conn, 0) is None:
@@ -416,7 +428,7 @@ class GatedWorker(Worker):
     def _serve(self, conn: Conn) -> bool:
         """Parse and answer one request; whether the connection is kept."""
         conn.sock.settimeout(self.limits.read_timeout)
-        feed = _Feed(conn, self.limits.max_body_size)
+        feed = _Feed(conn)
         parser = RequestParser(self.cfg, feed, conn.client)  # type: ignore[arg-type]
         req = None
         try:

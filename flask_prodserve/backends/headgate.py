@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..framing import head_framing_problem
+from ..framing import head_framing_problem, request_line_problem, trailer_problem
 from ..limits import BodyTooLarge
 
 #: Where a request head ends: the empty line. A bare-LF one is let through
@@ -22,6 +22,7 @@ PASS = 0
 REASONS = {
     400: "Bad Request",
     408: "Request Timeout",
+    413: "Content Too Large",
     414: "URI Too Long",
     431: "Request Header Fields Too Large",
 }
@@ -87,29 +88,37 @@ def head_verdict(head: bytearray, checked: int, max_size: int, max_line: int) ->
     block = bytes(head[: end.start()])
     if _TRANSFER_ENCODING in block.lower() and head_framing_problem(block):
         return 400
+    # The same request lines as under waitress, whatever gunicorn's release
+    # (27 takes HTTP/1.2 for HTTP/1.x; 23 takes more).
+    if request_line_problem(block.lstrip(b"\r\n").split(b"\n", 1)[0].rstrip(b"\r")):
+        return 400
     return PASS
 
 
-class ChunkSizes:
-    """Follows the chunked framing of a body, to refuse a chunk size that no
-    body within ``max_size`` could have as soon as it arrives.
+class ChunkedFraming:
+    """Follows the chunked framing of a body as its bytes pass to gunicorn's
+    parser, to refuse what every gunicorn release should, as soon as it
+    arrives.
 
     gunicorn takes any number of hex digits as a chunk size and then waits for
     that many bytes (2^160 of them, if the client says so) until the read
-    deadline. :meth:`feed` sees the body's bytes as the parser is given them
-    and raises :class:`~flask_prodserve.limits.BodyTooLarge` (413) for a size
-    over ``max_size``, or :class:`ValueError` (400) for one of more than 16
-    digits or an endless size line. Everything else, and the end of the body
-    (trailers), stays for gunicorn's parser to judge.
+    deadline; and before 27 it takes trailer fields that must never be
+    trailers (RFC 9110, 6.5.1) and a body cut short in its trailers.
+    :meth:`feed` raises :class:`~flask_prodserve.limits.BodyTooLarge` (413)
+    for a size over ``max_size``, and :class:`ValueError` (400) for a size of
+    more than 16 digits, a line not ended by CRLF or too long, or a
+    forbidden trailer; :meth:`ended` raises ValueError if the stream ended
+    before the body did.
     """
 
     _MAX_LINE = 4096
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self.line = bytearray()  # the size line so far
+        self.line = bytearray()  # the size or trailer line so far
         self.skip = 0  # data bytes (and their CRLF) still to pass over
-        self.done = False  # the last chunk's size was seen
+        self.trailers: list[bytes] | None = None  # after the last chunk
+        self.done = False  # the empty line after the trailers was seen
 
     def feed(self, data: bytes) -> None:
         at = 0
@@ -122,18 +131,39 @@ class ChunkSizes:
             end = data.find(b"\n", at)
             self.line += data[at : len(data) if end < 0 else end]
             if len(self.line) > self._MAX_LINE:
-                raise ValueError("a chunk size line with no end")
+                raise ValueError("a chunk size or trailer line with no end")
             if end < 0:
                 return
             at = end + 1
-            self._size_line(bytes(self.line).split(b";", 1)[0].strip(b" \t\r"))
+            if not self.line.endswith(b"\r"):
+                raise ValueError("a line of the chunked body ended by LF alone")
+            line = bytes(self.line[:-1])
             self.line.clear()
+            self._line(line)
 
-    def _size_line(self, digits: bytes) -> None:
+    def ended(self) -> None:
+        """The stream ended (the client closed its side)."""
+        if not self.done:
+            raise ValueError("the chunked body ended before its last chunk and trailers")
+
+    def _line(self, line: bytes) -> None:
+        if self.trailers is None:
+            self._size(line.split(b";", 1)[0].strip(b" \t"))
+        elif line:
+            self.trailers.append(line)
+        else:
+            self.done = True
+            problem = trailer_problem(b"\r\n".join(self.trailers)) if self.trailers else None
+            if problem:
+                raise ValueError(problem)
+
+    def _size(self, digits: bytes) -> None:
         if len(digits) > 16:
             raise ValueError(f"a chunk size of {len(digits)} hex digits")
         size = int(digits, 16)  # ValueError for no hex number: gunicorn refuses it too
         if size > self.max_size:
             raise BodyTooLarge(size)
-        self.done = size == 0  # the last chunk: trailers follow, for gunicorn
-        self.skip = size + 2  # the data and its CRLF
+        if size == 0:
+            self.trailers = []  # the last chunk: trailer lines follow, then an empty one
+        else:
+            self.skip = size + 2  # the data and its CRLF

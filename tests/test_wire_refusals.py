@@ -1,4 +1,4 @@
-"""waitress refuses the malformed requests that gunicorn 27's parser refuses.
+"""Both backends refuse the malformed requests that gunicorn 27's parser refuses.
 
 Request lines without a usable version, targets in a form the method does
 not allow, chunk sizes too large to be a number, forbidden trailer fields,
@@ -20,7 +20,7 @@ from waitress.adjustments import Adjustments
 from flask_prodserve.backends.waitress_http import Parser
 from flask_prodserve.framing import request_line_problem, trailer_problem
 
-from .conftest import LiveServer
+from .conftest import PROD_BACKENDS, LiveServer
 from .rawhttp import RawClient
 from .test_live import serve_args
 from .test_wire_waitress import LIMITS, feed
@@ -122,12 +122,14 @@ def test_parser(data: bytes, status: int | None) -> None:
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture(scope="module")
-def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One waitress server with small limits (the default --timeout of 30 s
+@pytest.fixture(scope="module", params=PROD_BACKENDS)
+def wire(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
+    """One server per backend with small limits (the default --timeout of 30 s
     shows any wait for bytes that will never come)."""
     log = tmp_path_factory.mktemp("refusals") / "server.log"
-    server = LiveServer(serve_args("waitress", *LIMITS), log)
+    server = LiveServer(serve_args(request.param, *LIMITS), log)
     try:
         yield server.start()
     finally:
@@ -198,7 +200,8 @@ def test_malformed_requests_are_refused(
         assert response.headers["connection"] == "close"
         assert client.wait_closed(5) is not None
         assert client.buffer == b""
-    wire.assert_never_reached(logged)
+    if not _body_read_by_the_app(wire, data):
+        wire.assert_never_reached(logged)
 
 
 @pytest.mark.parametrize(
@@ -226,18 +229,20 @@ def test_well_formed_requests_reach_the_app(wire: LiveServer, data: bytes, path:
     "data",
     [
         pytest.param(
-            b"POST /echo/h1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
+            b"POST /upload?n=h1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",
             id="content-length",
         ),
         pytest.param(
-            b"POST /echo/h2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", id="no-body"
+            b"POST /upload?n=h2 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", id="no-body"
         ),
-        pytest.param(chunked(b"5\r\nhel", b"POST /echo/h3 HTTP/1.1"), id="chunked"),
-        pytest.param(chunked(b"5\r\nhello\r\n", b"POST /echo/h4 HTTP/1.1"), id="no-last-chunk"),
-        pytest.param(chunked(b"5\r\nhello\r\n0\r\n", b"POST /echo/h5 HTTP/1.1"), id="no-end"),
+        pytest.param(chunked(b"5\r\nhel", b"POST /upload?n=h3 HTTP/1.1"), id="chunked"),
+        pytest.param(chunked(b"5\r\nhello\r\n", b"POST /upload?n=h4 HTTP/1.1"), id="no-last-chunk"),
+        pytest.param(chunked(b"5\r\nhello\r\n0\r\n", b"POST /upload?n=h5 HTTP/1.1"), id="no-end"),
     ],
 )
 def test_body_cut_short_by_a_half_close_is_refused(wire: LiveServer, data: bytes) -> None:
+    # To /upload, whose view reads the body: under gunicorn it runs before
+    # the body has arrived, and its read must raise, not return what came.
     with RawClient(wire.host, wire.port, timeout=5) as client:
         client.send(data)
         client.sock.shutdown(socket.SHUT_WR)  # the client is done sending
@@ -247,7 +252,21 @@ def test_body_cut_short_by_a_half_close_is_refused(wire: LiveServer, data: bytes
         assert response.status == 400, (response, wire.log)
         assert response.headers["connection"] == "close"
         assert client.wait_closed(5) is not None
-    wire.assert_never_reached(data.split(b" ")[1].decode())
+    if not _body_read_by_the_app(wire, data):
+        wire.assert_never_reached(data.split(b" ")[1].decode())
+
+
+def _body_read_by_the_app(server: LiveServer, data: bytes) -> bool:
+    """Whether ``server`` refuses this request only once its body is read.
+
+    waitress reads a whole body before it calls the app. gunicorn calls it
+    with the head: a chunked body is then read by flask-prodserve's
+    BodyLimit before the Flask app is called (the access log, outside it,
+    still shows the request), and a body with a Content-Length by the view,
+    whose read raises (400) when the body ends early.
+    """
+    has_body = b"\r\ncontent-length:" in data.lower() or b"chunked" in data.lower()
+    return "--server gunicorn" in " ".join(server.args) and has_body
 
 
 def test_whole_body_then_a_half_close_is_served(wire: LiveServer) -> None:
