@@ -191,9 +191,14 @@ def wsgi_chain(app: Flask) -> Iterator[tuple[str, Any]]:
 
 # -- 2xx secret key and session cookie -------------------------------------------
 
-_NEW_KEY = (
-    "use a random key read from the environment; "
-    'python -c "import secrets; print(secrets.token_hex())" makes one'
+SET_SECRET_KEY = (
+    'make a key with python -c "import secrets; print(secrets.token_hex())", then set it in '
+    "the shell that runs flask: export SECRET_KEY=<the key> (Windows PowerShell: "
+    '$env:SECRET_KEY = "<the key>")'
+)
+SECRET_KEY_RECIPE = (
+    f'{SET_SECRET_KEY}; in app.py read it with app.secret_key = os.environ["SECRET_KEY"] '
+    "(after import os)"
 )
 _PLACEHOLDERS = frozenset(
     {"dev", "development", "test", "testing", "key", "flask", "admin", "abc123", "123456"}
@@ -242,10 +247,10 @@ for _id, _severity, _title in (
     ("PS204", ERROR, "A secret key is shorter than 16 bytes: short enough to guess."),
     ("PS205", WARNING, "A secret key is shorter than 32 bytes."),
 ):
-    check(_id, _severity, _NEW_KEY, _title)(_weak_keys(_id))
+    check(_id, _severity, SECRET_KEY_RECIPE, _title)(_weak_keys(_id))
 
 
-@check("PS201", INFO, f"if the app needs sessions, set SECRET_KEY: {_NEW_KEY}")
+@check("PS201", INFO, f"if the app needs sessions: {SECRET_KEY_RECIPE}")
 def _no_secret_key(t: Target) -> Iterator[str]:
     """SECRET_KEY is not set (fine if the app uses no sessions)."""
     if not t.app.secret_key:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
-from flask.cli import NoAppException, ScriptInfo, pass_script_info
+from flask.cli import ScriptInfo, pass_script_info
 
-from . import checks, emit, serving
+from . import checks, emit, loaderrors, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -134,6 +134,12 @@ app.config > ProdServe(...) > default.
     "(status 1 on a problem at --fail-level).",
 )
 @click.option(
+    "--traceback",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="If loading the app fails, show the full traceback instead of a summary.",
+)
+@click.option(
     "--fail-level",
     type=click.Choice([str(s) for s in reversed(checks.Severity)], case_sensitive=False),
     allow_from_autoenv=False,
@@ -152,11 +158,9 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         if (dev and prod) or values["mode"] is not None:
             raise _OneLineUsageError("Use only one of --dev, --prod and --mode.")
         values["mode"], labels["mode"] = ("dev", "--dev") if dev else ("prod", "--prod")
+    app = _load_app(info, values.pop("traceback"))
     try:
-        app = info.load_app()  # ProdServe(app) in the app's module checks its config here
         config = serving.config_for(app, values, cli_labels=labels)
-    except NoAppException as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
     except ProdServeError as exc:
         # Values from flags were already checked by click (exit 2); what is
         # left is a bad env/config value or a combination the server refuses.
@@ -170,6 +174,21 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         _print_config(app, config)
         return
     sys.exit(_serve(app, config))
+
+
+def _load_app(info: ScriptInfo, full_traceback: bool) -> Flask:
+    """The app, or a short message in the app's own terms if importing it fails."""
+    try:
+        return info.load_app()  # ProdServe(app) in the app's module checks its config here
+    except ProdServeError as exc:
+        raise click.ClickException(str(exc)) from None
+    except click.exceptions.Exit:
+        raise
+    except Exception as exc:  # the app's own code failed: show its frames, not ours
+        if full_traceback:
+            click.echo(loaderrors.full_traceback(exc), err=True)
+            raise click.exceptions.Exit(1) from None
+        raise click.ClickException(loaderrors.explain(exc, info.app_import_path)) from None
 
 
 def serve(app: Flask, **options: Any) -> None:

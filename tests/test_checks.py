@@ -31,6 +31,7 @@ from flask_prodserve.middleware import access_logger
 from .conftest import ROOT, run_flask
 
 GOOD_KEY = secrets.token_hex(32)
+RECIPE = checks.SECRET_KEY_RECIPE
 STATIC = str(Path(__file__).parent / "live_apps")  # any existing folder
 
 
@@ -384,9 +385,7 @@ WAITRESS = ("serve", "--server", "waitress")
             {"SECRET_KEY": "dev", "MAX_CONTENT_LENGTH": None},
             [],
             [
-                "PS202 error: SECRET_KEY is a well-known placeholder ('dev'). Fix: use a "
-                'random key read from the environment; python -c "import secrets; '
-                'print(secrets.token_hex())" makes one.',
+                f"PS202 error: SECRET_KEY is a well-known placeholder ('dev'). Fix: {RECIPE}.",
                 "PS401 warning: MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB "
                 "are accepted. Fix: set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or "
                 "--max-body-size to the largest upload you expect.",
@@ -516,9 +515,7 @@ def test_production_refuses_to_start_on_an_error(no_bind: None, backend: FakeBac
     assert result.output.splitlines() == [
         "Error: PS102: app.wsgi_app is Werkzeug's DebuggedApplication. "
         "Fix: remove the DebuggedApplication wrapper from app.wsgi_app.",
-        "Error: PS202: SECRET_KEY contains 'changeme', like a placeholder. Fix: use a random "
-        'key read from the environment; python -c "import secrets; print(secrets.token_hex())"'
-        " makes one.",
+        f"Error: PS202: SECRET_KEY contains 'changeme', like a placeholder. Fix: {RECIPE}.",
     ]
     assert backend.calls == []
 
@@ -564,7 +561,5 @@ def test_live_production_start_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "Error: PS202: SECRET_KEY contains 'secret', like a placeholder. Fix: use a random "
-        'key read from the environment; python -c "import secrets; print(secrets.token_hex())"'
-        " makes one."
+        f"Error: PS202: SECRET_KEY contains 'secret', like a placeholder. Fix: {RECIPE}."
     ]
