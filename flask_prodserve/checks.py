@@ -193,8 +193,8 @@ def wsgi_chain(app: Flask) -> Iterator[tuple[str, Any]]:
 
 SET_SECRET_KEY = (
     'make a key with python -c "import secrets; print(secrets.token_hex())", then set it in '
-    "the shell that runs flask: export SECRET_KEY=<the key> (Windows PowerShell: "
-    '$env:SECRET_KEY = "<the key>")'
+    "the shell that runs flask: export SECRET_KEY=the-printed-key (Windows PowerShell: "
+    '$env:SECRET_KEY = "the-printed-key")'
 )
 SECRET_KEY_RECIPE = (
     f'{SET_SECRET_KEY}; in app.py read it with app.secret_key = os.environ["SECRET_KEY"] '

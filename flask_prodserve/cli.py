@@ -76,14 +76,14 @@ def _click_option(option: Option) -> Callable[[Any], Any]:
     if option.multiple:  # click gives () when absent: "not given" must stay None
         common.update(multiple=True, callback=lambda ctx, param, value: value or None)
     if option.is_flag:
-        decls = f"{option.flag}/--no-{option.flag[2:]}"
-        return click.option(decls, option.name, **common)
+        return click.option(f"{option.flag}/--no-{option.flag[2:]}", option.name, **common)
     kind: click.ParamType = (  # type: ignore[type-arg,unused-ignore]
         click.Choice(option.choices, case_sensitive=False)
         if option.choices
         else _OptionType(option)
     )
-    return click.option(option.flag, option.name, type=kind, metavar=option.metavar, **common)
+    decls = [option.flag, option.short] if option.short else [option.flag]
+    return click.option(*decls, option.name, type=kind, metavar=option.metavar, **common)
 
 
 def _generated_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -191,22 +191,26 @@ def _load_app(info: ScriptInfo, full_traceback: bool) -> Flask:
         raise click.ClickException(loaderrors.explain(exc, info.app_import_path)) from None
 
 
-def serve(app: Flask, **options: Any) -> None:
-    """Serve ``app`` from Python, choosing dev or prod as ``flask serve`` does.
+def serve(app: Flask, **options: Any) -> int:
+    """Serve ``app`` from Python, choosing dev or prod as ``flask serve`` does, and
+    return the exit status once the server stops.
 
     Keyword arguments are options (``serve(app, port=8080)``) and override
-    every other source. For the ``if __name__ == "__main__":`` block::
+    every other source. The names ``app.run()`` takes work too:
+    ``debug=True`` turns the app's debug flag on, which means the dev server,
+    and ``use_reloader`` and ``use_debugger`` are ``reload`` and ``debugger``.
+    For the ``if __name__ == "__main__":`` block::
 
         if __name__ == "__main__":
             flask_prodserve.serve(app)
+
+    Raises :class:`~flask_prodserve.ConfigError` for an unknown name or a bad
+    value, naming it; a failed production check or a port in use is printed,
+    and the status is 1.
     """
-    labels = {name: f"serve({name}=...)" for name in options}
-    try:
-        config = serving.config_for(app, options, cli_labels=labels)
-    except ProdServeError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    sys.exit(_serve(app, config))
+    values, labels = serving.run_options(app, options)
+    config = serving.config_for(app, values, cli_labels=labels)
+    return _serve(app, config)
 
 
 def _serve(app: Flask, config: ServeConfig) -> int:

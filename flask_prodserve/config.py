@@ -76,6 +76,7 @@ class Option:
     choices: tuple[str, ...] = ()
     is_flag: bool = False
     multiple: bool = False  # the flag may be repeated
+    short: str = ""  # a one-letter flag, where ``flask run`` has the same one
 
     @property
     def flag(self) -> str:
@@ -186,7 +187,9 @@ OPTIONS: tuple[Option, ...] = (
         _const("auto"),
         choices=("auto", "gunicorn", "waitress"),
     ),
-    Option("host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS"),
+    Option(
+        "host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS", short="-h"
+    ),
     Option(
         "port",
         "Port to listen on (0 picks a free one). Default: $PORT if set, "
@@ -194,6 +197,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 65535, 8000),
         _default_port,
         metavar="PORT",
+        short="-p",
     ),
     Option(
         "workers",

@@ -125,8 +125,8 @@ LOADING = [
             [
                 "Error: app.py, line 5: the environment variable SECRET_KEY is not set. Fix: "
                 'make a key with python -c "import secrets; print(secrets.token_hex())", then '
-                "set it in the shell that runs flask: export SECRET_KEY=<the key> (Windows "
-                'PowerShell: $env:SECRET_KEY = "<the key>").'
+                "set it in the shell that runs flask: export SECRET_KEY=the-printed-key (Windows "
+                'PowerShell: $env:SECRET_KEY = "the-printed-key").'
             ],
             fix_env=_RUN_SECRET,
         ),
