@@ -5,12 +5,15 @@ finds the problem, and listed in :data:`CHECKS`; the report, the start-up
 banner and the docs all come from that registry. A check's ID is ``PS`` and
 three digits, the first naming the area: 1 debugging, 2 secret key and
 session cookie, 3 network (hosts, binding, proxy), 4 request limits, 5 the
-URL prefix self-test. An ID always means the same check and is never reused.
+URL prefix self-test, 6 the app's own code. An ID always means the same check
+and is never reused.
 
-Pure: nothing here prints or exits. The checks read the app and the
-resolved :class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
+Pure: nothing here prints or exits. The checks read the app, its source and
+templates (:mod:`flask_prodserve.codechecks`) and the resolved
+:class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
 (:mod:`flask_prodserve.prefixtest`) runs no view, ``before_request`` function or
-session backend.
+session backend, except PS506, which fetches the app's GET pages
+(:mod:`flask_prodserve.pagetest`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from . import codechecks, sourcescan
 from .config import Layer
 from .errors import ConfigError, ProdServeError
+from .pagescan import hand_written_urls
+from .pagetest import leaving_links
 from .prefixtest import PrefixFailure, prefix_self_test
 from .sockets import is_loopback
 
 if TYPE_CHECKING:
     from .config import ServeConfig
+    from .sourcescan import SourceScan, Spot
 
 
 class Severity(enum.IntEnum):
@@ -65,6 +72,16 @@ class Target:
         """The prefix self-test's failures by aspect, run once for its four checks."""
         prefix = self.config.url_prefix
         return {f.aspect: f for f in prefix_self_test(self.app, prefix)} if prefix else {}
+
+    @cached_property
+    def scan(self) -> SourceScan:
+        """What the app's own Python source shows, read once for every check."""
+        return sourcescan.scan(self.app)
+
+    @cached_property
+    def hand_written(self) -> list[tuple[Spot, str]]:
+        """Root-relative URLs in the app's templates and source, with their fix."""
+        return hand_written_urls(self.app, self.scan)
 
     def where(self, name: str) -> str:
         """Where an option's value came from: ``--host``, ``default``, ..."""
@@ -253,8 +270,23 @@ for _id, _severity, _title in (
 @check("PS201", INFO, f"if the app needs sessions: {SECRET_KEY_RECIPE}")
 def _no_secret_key(t: Target) -> Iterator[str]:
     """SECRET_KEY is not set (fine if the app uses no sessions)."""
-    if not t.app.secret_key:
+    if not t.app.secret_key and not codechecks.session_uses(t):  # else PS207 says more
         yield "SECRET_KEY is not set, so the app cannot use sessions or flash messages"
+
+
+@check("PS206", WARNING, SECRET_KEY_RECIPE)
+def _key_in_source(t: Target) -> Iterator[str]:
+    """The secret key is written in the app's source code."""
+    key = t.app.secret_key
+    yield from codechecks.key_in_source(t, weak=bool(key and weakness(key)[0]))
+
+
+check(
+    "PS207",
+    WARNING,
+    SECRET_KEY_RECIPE,
+    "The app uses session or flash (in its code or templates), and SECRET_KEY is not set.",
+)(codechecks.session_without_key)
 
 
 def _uses_sessions(app: Flask) -> bool:
@@ -408,6 +440,44 @@ check(
     "remove SESSION_COOKIE_PATH and APPLICATION_ROOT from the config (the prefix sets them)",
     "The session cookie's path is not the URL prefix.",
 )(_prefix_aspect("cookie_path"))
+
+
+check(
+    "PS505",
+    ERROR,
+    "build each URL with url_for(), as shown, so that it carries the prefix",
+    'A template or the source has a URL written from the root (href="/about", '
+    'redirect("/")), which leaves the URL prefix.',
+)(codechecks.hand_written)
+
+
+@check(
+    "PS506",
+    ERROR,
+    "build the URL with url_for() (in a template: {{ url_for('index') }}) so that it "
+    "carries the prefix",
+)
+def _rendered_links(t: Target) -> Iterator[str]:
+    """A page the app renders for GET links, loads or redirects outside the URL prefix."""
+    prefix = t.config.url_prefix
+    if not prefix:
+        return
+    written = {spot.text.split("=", 1)[-1].strip("'\"") for spot, _ in t.hand_written}
+    for link in leaving_links(t.app, prefix):
+        if link.url not in written:  # PS505 names those by file and line
+            yield f"GET {link.page} answers with {link.what}, outside the URL prefix {prefix}"
+
+
+# -- 6xx the app's own code --------------------------------------------------------------
+
+check(
+    "PS601",
+    WARNING,
+    "keep the data in a database (sqlite3, CS50's SQL, Flask-SQLAlchemy), which every "
+    "process shares and which survives a restart; or serve one process: --workers 1",
+    "Module-level data that views change (a dict, list or set) while several worker "
+    "processes each have their own copy.",
+)(codechecks.shared_state)
 
 
 CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))

@@ -13,16 +13,14 @@ Pure: nothing here prints or exits.
 from __future__ import annotations
 
 import difflib
-import functools
-import os
 import re
-import sysconfig
 import traceback
 from pathlib import Path
 
 from flask.cli import NoAppException
 
 from .checks import SET_SECRET_KEY
+from .sourcescan import is_library, shown_path
 
 _FULL = "'flask serve --traceback' shows the full traceback"
 # Packages whose pip name differs from the module a student imports.
@@ -62,36 +60,10 @@ def full_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
 
 
-def shown_path(filename: str) -> str:
-    """``filename`` relative to the current folder when it is inside it."""
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive on Windows
-        return filename
-    return filename if relative.startswith("..") else relative
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    """Python's own library, installed packages, and this package."""
-    paths = sysconfig.get_paths()
-    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return (*dirs, str(Path(__file__).resolve().parent))
-
-
-def _is_students(filename: str) -> bool:
-    if filename.startswith("<"):
-        return False
-    path = os.path.abspath(filename)
-    return not any(path.startswith(d + os.sep) for d in _library_dirs()) and (
-        "site-packages" not in path and "dist-packages" not in path
-    )
-
-
 def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
     """The frames in the student's own files, or the last frame if there are none."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if _is_students(f.filename)]
+    own = [f for f in frames if not is_library(f.filename)]
     return own or frames[-1:]
 
 

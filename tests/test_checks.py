@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,17 @@ from .conftest import ROOT, run_flask
 GOOD_KEY = secrets.token_hex(32)
 RECIPE = checks.SECRET_KEY_RECIPE
 STATIC = str(Path(__file__).parent / "live_apps")  # any existing folder
+NO_SOURCE = str(Path(__file__).parent / "live_apps" / "static")  # no .py file, no template
 
 
-def good_app(name: str = "demo", cls: type[Flask] = Flask, **config: Any) -> Flask:
-    """An app that passes every check, whatever the settings."""
-    app = cls(name, static_folder=STATIC, static_url_path="/static")
+def good_app(
+    name: str = "demo", cls: type[Flask] = Flask, root: str = NO_SOURCE, **config: Any
+) -> Flask:
+    """An app that passes every check, whatever the settings; its source and
+    templates are the files in ``root`` (by default, none)."""
+    app = cls(
+        name, static_folder=STATIC, static_url_path="/static", root_path=root, instance_path=root
+    )
     app.config.update(
         SECRET_KEY=GOOD_KEY,
         SESSION_COOKIE_SECURE=True,
@@ -58,13 +65,23 @@ class Setup:
     config: dict[str, Any] = field(default_factory=dict)
     wrap: Callable[[Flask], Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # the app's source and templates
 
     def run(self) -> dict[str, list[str]]:
         """The messages of each failed check, by ID."""
-        app = good_app(**self.config)
-        if self.wrap:
-            app.wsgi_app = self.wrap(app)  # type: ignore[method-assign]
-        return found(app, **self.options)
+        with tempfile.TemporaryDirectory() as root:
+            for name, text in self.files.items():
+                (Path(root) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(root) / name).write_text(text)
+            app = good_app(root=root if self.files else NO_SOURCE, **self.config)
+            if self.wrap:
+                app.wsgi_app = self.wrap(app)  # type: ignore[method-assign]
+            cwd = os.getcwd()
+            os.chdir(root)  # file names are shown relative to the app's folder
+            try:
+                return found(app, **self.options)
+            finally:
+                os.chdir(cwd)
 
 
 def found(app: Flask, **options: Any) -> dict[str, list[str]]:
@@ -75,8 +92,37 @@ def found(app: Flask, **options: Any) -> dict[str, list[str]]:
     return result
 
 
-def S(config: dict[str, Any] | None = None, wrap: Any = None, **options: Any) -> Setup:
-    return Setup(config or {}, wrap, options)
+def S(
+    config: dict[str, Any] | None = None,
+    wrap: Any = None,
+    files: dict[str, str] | None = None,
+    **options: Any,
+) -> Setup:
+    return Setup(config or {}, wrap, options, files or {})
+
+
+def with_page(html: str) -> Callable[[Flask], Any]:
+    """A wrap that adds a page ``/page`` answering ``html`` (built at run time)."""
+
+    def wrap(app: Flask) -> Any:
+        app.add_url_rule("/page", "page", lambda: html)
+        return app.wsgi_app
+
+    return wrap
+
+
+FROSHIMS = (
+    "from flask import Flask, redirect, session\n"
+    "app = Flask(__name__)\n"
+    "REGISTRANTS = {}\n"
+    "@app.route('/register', methods=['POST'])\n"
+    "def register():\n"
+    "    REGISTRANTS['a'] = 'soccer'\n"
+    "    session['name'] = 'a'\n"
+    "    return redirect('/about/')\n"
+)
+LAYOUT = '<link href="/static/x.css">\n<a href="{{ url_for(\'index\') }}">Home</a>\n'
+GOOD_LAYOUT = "<link href=\"{{ url_for('static', filename='x.css') }}\">\n"
 
 
 def debugged_admin() -> Flask:
@@ -155,6 +201,24 @@ TABLE = [
         "SESSION_COOKIE_HTTPONLY is False",
         S({"SESSION_COOKIE_HTTPONLY": False, "SECRET_KEY": None}),  # no session cookie
     ),
+    (
+        "PS206",
+        S(files={"app.py": f"app.secret_key = {GOOD_KEY!r}\n"}),
+        "SECRET_KEY is written in app.py, line 1, so anyone who can read the code",
+        S(files={"app.py": "app.secret_key = os.environ['SECRET_KEY']\n"}),
+    ),
+    (
+        "PS207",
+        S({"SECRET_KEY": None}, files={"app.py": FROSHIMS}),
+        "app.py, line 7 uses session, but SECRET_KEY is not set, so every request",
+        S(files={"app.py": FROSHIMS}),
+    ),
+    (
+        "PS207",
+        S({"SECRET_KEY": None}, files={"templates/a.html": "{{ get_flashed_messages() }}"}),
+        "templates/a.html, line 1 uses get_flashed_messages, but SECRET_KEY is not set",
+        S({"SECRET_KEY": None}, files={"templates/a.html": "{{ messages }}"}),
+    ),
     ("PS213", S({"SESSION_COOKIE_SAMESITE": None}), "SESSION_COOKIE_SAMESITE is not set", S()),
     (
         "PS301",
@@ -199,6 +263,33 @@ TABLE = [
         S(**SHOP),
     ),
     (
+        "PS505",
+        S(files={"templates/layout.html": LAYOUT}, **SHOP),
+        'templates/layout.html, line 1: href="/static/x.css" leaves the URL prefix /shop; '
+        "write href=\"{{ url_for('static', filename='x.css') }}\"",
+        S(files={"templates/layout.html": GOOD_LAYOUT}, **SHOP),
+    ),
+    (
+        "PS505",
+        S(files={"app.py": FROSHIMS}, **SHOP),
+        'app.py, line 8: redirect("/about/") leaves the URL prefix /shop; write '
+        "redirect(url_for('about'))",
+        S(files={"app.py": FROSHIMS}),  # no prefix: root-relative URLs work
+    ),
+    (
+        "PS506",
+        S(wrap=with_page('<a href="/ab' + 'out/">'), **SHOP),
+        'GET /shop/page answers with <a href="/about/">, outside the URL prefix /shop',
+        S(wrap=with_page('<a href="about/"><a href="/shop/about/">'), **SHOP),
+    ),
+    (
+        "PS601",
+        S(files={"app.py": FROSHIMS}, server="gunicorn", workers=4),
+        "REGISTRANTS in app.py, line 3 is a dict that the view register changes, but each "
+        "of the 4 worker processes (set by --workers) has its own copy",
+        S(files={"app.py": FROSHIMS}, server="gunicorn", workers=1),
+    ),
+    (
         "PS504",
         S({"SESSION_COOKIE_PATH": "/"}, **SHOP),
         "The session cookie path (from SESSION_COOKIE_PATH) is '/', outside the URL prefix",
@@ -238,7 +329,7 @@ def test_table_covers_every_check() -> None:
 
 def test_every_check_is_documented_in_one_line() -> None:
     for check in checks.CHECKS:
-        assert re.fullmatch(r"PS[1-5]\d\d", check.id)
+        assert re.fullmatch(r"PS[1-6]\d\d", check.id)
         assert check.title.endswith(".") and "\n" not in check.title
         assert check.fix and not check.fix.endswith(".") and "\n" not in check.fix
 
@@ -275,7 +366,7 @@ def test_prefix_self_test_runs_no_hook_and_changes_nothing() -> None:
     app.before_request(lambda: calls.append(request.path))
     app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
     before = (dict(app.config), list(app.url_map.iter_rules()), dict(vars(app)))
-    assert found(app, **SHOP) == {}
+    assert found(app, **SHOP, ignore_checks="PS506") == {}  # PS506 runs the GET views
     assert calls == []
     assert (dict(app.config), list(app.url_map.iter_rules()), dict(vars(app))) == before
 

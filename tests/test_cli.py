@@ -7,6 +7,7 @@ import re
 import socket
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,8 +57,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+NO_SOURCE = str(Path(__file__).parent / "live_apps" / "static")  # no .py file, no template
+
+
 def make_app(**config: Any) -> Flask:
-    app = Flask("demo")
+    app = Flask("demo", root_path=NO_SOURCE, instance_path=NO_SOURCE)
     app.config.update(config)
     return app
 
