@@ -101,6 +101,7 @@ class Check:
     title: str
     fix: str
     find: Finder
+    setting: str = ""  # the config line the fix sets: KEY = value
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Problem:
 
     check: Check
     message: str
+    config_file: str = ""  # where the app reads its config from, if it does
 
     @property
     def id(self) -> str:
@@ -120,7 +122,10 @@ class Problem:
 
     def describe(self) -> str:
         """``message. Fix: fix.``, one line."""
-        return f"{self.message}. Fix: {self.check.fix}."
+        also = ""
+        if self.check.setting and self.config_file:
+            also = f"; or write {self.check.setting} in {self.config_file}"
+        return f"{self.message}. Fix: {self.check.fix}{also}."
 
     def __str__(self) -> str:
         return f"{self.id} {self.severity}: {self.describe()}"
@@ -138,14 +143,20 @@ _REGISTRY: list[Check] = []
 
 
 def check(
-    check_id: str, severity: Severity, fix: str, title: str = ""
+    check_id: str, severity: Severity, fix: str, title: str = "", setting: str = ""
 ) -> Callable[[Finder], Finder]:
-    """Register ``find`` as check ``check_id``; ``title`` defaults to its docstring."""
+    """Register ``find`` as check ``check_id``; ``title`` defaults to its docstring.
+
+    ``setting`` is the config line that fixes it (``KEY = value``): the fix then
+    starts with the line to add to app.py, ``app.config["KEY"] = value``."""
+    if setting:
+        key, _, value = setting.partition(" = ")
+        fix = f'add app.config["{key}"] = {value} to the app' + (f" {fix}" if fix else "")
 
     def register(find: Finder) -> Finder:
         assert all(c.id != check_id for c in _REGISTRY), f"check ID {check_id} is used twice"
         text = " ".join((title or find.__doc__ or "").split())
-        _REGISTRY.append(Check(check_id, severity, text, fix, find))
+        _REGISTRY.append(Check(check_id, severity, text, fix, find, setting))
         return find
 
     return register
@@ -306,7 +317,7 @@ def _https_reason(t: Target) -> str:
     return ""
 
 
-@check("PS211", WARNING, "set SESSION_COOKIE_SECURE = True")
+@check("PS211", WARNING, "", setting="SESSION_COOKIE_SECURE = True")
 def _cookie_not_secure(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_SECURE is off while the app is served over https (a certfile,
     PREFERRED_URL_SCHEME = 'https', or a trusted proxy)."""
@@ -318,14 +329,14 @@ def _cookie_not_secure(t: Target) -> Iterator[str]:
         )
 
 
-@check("PS212", WARNING, "set SESSION_COOKIE_HTTPONLY = True (Flask's default)")
+@check("PS212", WARNING, "(Flask's default)", setting="SESSION_COOKIE_HTTPONLY = True")
 def _cookie_not_httponly(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_HTTPONLY is off."""
     if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_HTTPONLY"):
         yield "SESSION_COOKIE_HTTPONLY is False, so scripts on a page can read the session cookie"
 
 
-@check("PS213", WARNING, "set SESSION_COOKIE_SAMESITE = 'Lax'")
+@check("PS213", WARNING, "", setting='SESSION_COOKIE_SAMESITE = "Lax"')
 def _cookie_no_samesite(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_SAMESITE is not set."""
     if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_SAMESITE"):
@@ -341,8 +352,8 @@ def _cookie_no_samesite(t: Target) -> Iterator[str]:
 @check(
     "PS301",
     WARNING,
-    "set TRUSTED_HOSTS = ['example.com'] (your domain names): Flask 3.1 then answers "
-    "requests for any other Host with 400",
+    "(your domain names): Flask 3.1 then answers requests for any other Host with 400",
+    setting='TRUSTED_HOSTS = ["example.com"]',
 )
 def _no_trusted_hosts(t: Target) -> Iterator[str]:
     """TRUSTED_HOSTS is not set while the server listens on a non-loopback address."""
@@ -385,8 +396,8 @@ def _proxy_from_anywhere(t: Target) -> Iterator[str]:
 @check(
     "PS401",
     WARNING,
-    "set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or --max-body-size to the largest "
-    "upload you expect",
+    "(the largest upload you expect), or serve with --max-body-size",
+    setting="MAX_CONTENT_LENGTH = 16 * 1024 * 1024",
 )
 def _no_body_limit(t: Target) -> Iterator[str]:
     """Neither MAX_CONTENT_LENGTH nor max_body_size limits request bodies."""
@@ -491,9 +502,17 @@ def run_checks(app: Flask, config: ServeConfig) -> list[Problem]:
     ignored = ignored_ids(config)
     target = Target(app, config)
     problems = [
-        Problem(c, message) for c in CHECKS if c.id not in ignored for message in c.find(target)
+        Problem(c, message, _config_file(target) if c.setting else "")
+        for c in CHECKS
+        if c.id not in ignored
+        for message in c.find(target)
     ]
     return sorted(problems, key=lambda p: -p.severity)
+
+
+def _config_file(t: Target) -> str:
+    """The file the app loads its config from (``app.config.from_pyfile(...)``)."""
+    return t.scan.config_files[0] if t.scan.config_files else ""
 
 
 def ignored_ids(config: ServeConfig) -> list[str]:

@@ -33,6 +33,10 @@ from .conftest import ROOT, run_flask
 
 GOOD_KEY = secrets.token_hex(32)
 RECIPE = checks.SECRET_KEY_RECIPE
+BODY_LIMIT_FIX = (
+    'add app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024 to the app (the largest upload '
+    "you expect), or serve with --max-body-size"
+)
 STATIC = str(Path(__file__).parent / "live_apps")  # any existing folder
 NO_SOURCE = str(Path(__file__).parent / "live_apps" / "static")  # no .py file, no template
 
@@ -478,8 +482,7 @@ WAITRESS = ("serve", "--server", "waitress")
             [
                 f"PS202 error: SECRET_KEY is a well-known placeholder ('dev'). Fix: {RECIPE}.",
                 "PS401 warning: MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB "
-                "are accepted. Fix: set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or "
-                "--max-body-size to the largest upload you expect.",
+                f"are accepted. Fix: {BODY_LIMIT_FIX}.",
                 "1 error, 1 warning, 0 info.",
             ],
             1,
@@ -542,9 +545,9 @@ def test_check_uses_every_source_of_settings(no_bind: None) -> None:
     assert result.exit_code == 0
     assert result.output.splitlines() == [
         "PS301 warning: TRUSTED_HOSTS is not set and the server listens on 0.0.0.0 "
-        "(FLASK_SERVE_HOST), so the app accepts any Host header. Fix: set TRUSTED_HOSTS = "
-        "['example.com'] (your domain names): Flask 3.1 then answers requests for any "
-        "other Host with 400.",
+        "(FLASK_SERVE_HOST), so the app accepts any Host header. Fix: add "
+        'app.config["TRUSTED_HOSTS"] = ["example.com"] to the app (your domain names): '
+        "Flask 3.1 then answers requests for any other Host with 400.",
         "Checked app 'demo' served by waitress on 0.0.0.0:8000: 0 errors, 1 warning, 0 info.",
     ]
 
@@ -590,8 +593,7 @@ def test_production_banner_shows_warnings(backend: FakeBackend) -> None:
     lines = result.output.splitlines()
     assert lines[-3:] == [
         " * Warning PS401: MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB are "
-        "accepted. Fix: set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or --max-body-size "
-        "to the largest upload you expect.",
+        f"accepted. Fix: {BODY_LIMIT_FIX}.",
         " * Press CTRL+C to stop",
         " * Stopped.",
     ]
@@ -654,3 +656,19 @@ def test_live_production_start_refused(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"Error: PS202: SECRET_KEY contains 'secret', like a placeholder. Fix: {RECIPE}."
     ]
+
+
+def test_fix_names_the_config_file_the_app_reads(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("app.config.from_pyfile('settings.py')\n")
+    app = good_app(root=str(tmp_path), SESSION_COOKIE_SAMESITE=None)
+    config = serving.config_for(app, {}, env={})
+    (problem,) = checks.run_checks(app, config)
+    assert problem.describe() == (
+        "SESSION_COOKIE_SAMESITE is not set, so browsers send the session cookie with requests "
+        'that other sites make. Fix: add app.config["SESSION_COOKIE_SAMESITE"] = "Lax" to the '
+        'app; or write SESSION_COOKIE_SAMESITE = "Lax" in settings.py.'
+    )
+    # What the fix says works: the line in settings.py sets the config key.
+    (tmp_path / "settings.py").write_text('SESSION_COOKIE_SAMESITE = "Lax"\n')
+    app.config.from_pyfile("settings.py")
+    assert checks.run_checks(app, config) == []
