@@ -247,7 +247,7 @@ def weakness(key: str | bytes) -> tuple[str, str]:
     if word:
         return "PS202", f"contains {word!r}, like a placeholder"
     if len(raw) < 16:
-        return "PS204", f"is only {len(raw)} bytes long"
+        return "PS204", f"is only {len(raw)} byte{'s' * (len(raw) != 1)} long"
     if len(set(raw)) < 8:
         distinct = len(set(raw))
         return "PS203", f"uses only {distinct} different character{'s' * (distinct > 1)}"
@@ -414,7 +414,7 @@ def _size(n: int) -> str:
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= factor and n % factor == 0:
             return f"{n // factor} {unit}"
-    return f"{n} bytes"
+    return f"{n} byte{'s' * (n != 1)}"
 
 
 # -- 5xx URL prefix self-test ----------------------------------------------------------

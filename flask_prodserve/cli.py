@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -269,6 +270,11 @@ def _server_title(config: ServeConfig) -> str:
         return config.server
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 process``, ``4 processes``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def _banner(
     app: Flask, config: ServeConfig, urls: list[str], warnings: list[checks.Problem]
 ) -> None:
@@ -280,7 +286,9 @@ def _banner(
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
     if config.server == "gunicorn":
-        lines.append(f" * Workers: {config.workers} processes x {config.threads} threads")
+        lines.append(
+            f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
+        )
     elif config.server == "waitress":
         lines.append(f" * Threads: {config.threads} (one process)")
     lines += [f" * Running on {url}" for url in urls]
@@ -358,11 +366,23 @@ def _command_words(app_import: str) -> list[str]:
 
 
 def _print_config(app: Flask, config: ServeConfig) -> None:
+    """One row per setting that applies in this mode, in 80 columns."""
     click.echo(f"Settings for Flask app {app.name!r}:")
+    dev = config.mode == "dev"
     rows = [
         (name, "(none)" if value == "" else str(value), where)
         for name, value, where in config.rows()
+        if not (dev and OPTION_BY_NAME[name].production)
     ]
     width = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    indent = width[0] + width[1] + 6
     for name, value, where in rows:
-        click.echo(f"  {name:<{width[0]}}  {value:<{width[1]}}  {where}")
+        # Long reasons continue under their column rather than past 80 columns.
+        lines = textwrap.wrap(where, max(80 - indent, 24)) or [""]
+        click.echo(f"  {name:<{width[0]}}  {value:<{width[1]}}  {lines[0]}")
+        for line in lines[1:]:
+            click.echo(" " * indent + line)
+    if dev:
+        unused = ", ".join(o.name for o in OPTIONS if o.production)
+        note = f"Not used by the dev server (see --prod): {unused}."
+        click.echo(textwrap.fill(note, 80, initial_indent="  ", subsequent_indent="  "))

@@ -77,6 +77,7 @@ class Option:
     is_flag: bool = False
     multiple: bool = False  # the flag may be repeated
     short: str = ""  # a one-letter flag, where ``flask run`` has the same one
+    production: bool = False  # only production servers use it; the dev server does not
 
     @property
     def flag(self) -> str:
@@ -131,7 +132,7 @@ def _default_workers(
     # Two processes per usable CPU: measured on 2 CPUs, a few threads in each
     # of more processes keep throughput steadier than many threads in fewer
     # (threads of one process contend for its GIL).
-    return 2 * f.cpus, f"two per CPU this process may use ({f.cpus})"
+    return 2 * f.cpus, f"two per usable CPU ({f.cpus} CPUs)"
 
 
 def _default_upstream(
@@ -205,6 +206,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 1024, 4),
         _default_workers,
         metavar="N",
+        production=True,
     ),
     Option(
         "threads",
@@ -212,6 +214,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 1024, 16),
         _default_threads,
         metavar="N",
+        production=True,
     ),
     Option(
         "url_prefix",
@@ -245,6 +248,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "keepalive",
@@ -252,6 +256,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 3600, 5),
         _const(5),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "header_timeout",
@@ -260,6 +265,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 3600, 10),
         _const(10),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "max_body_size",
@@ -275,6 +281,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_size(1024, 16 * 1024**2, "64K"),
         _const(64 * 1024),
         metavar="BYTES",
+        production=True,
     ),
     Option(
         "max_header_count",
@@ -282,6 +289,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 32768, 100),
         _const(100),
         metavar="N",
+        production=True,
     ),
     Option(
         "max_request_line",
@@ -289,6 +297,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(256, 8190, 8190),
         _const(8190),
         metavar="BYTES",
+        production=True,
     ),
     Option(
         "backlog",
@@ -304,6 +313,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 86400, 30),
         _const(30),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "access_log",
@@ -311,6 +321,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_bool,
         _const(True),
         is_flag=True,
+        production=True,
     ),
     Option(
         "access_log_format",
@@ -319,6 +330,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_log_format,
         _const("combined"),
         metavar="FORMAT",
+        production=True,
     ),
     Option(
         "access_log_file",
@@ -326,6 +338,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         _const("-"),
         metavar="PATH",
+        production=True,
     ),
     Option(
         "health_path",
@@ -342,6 +355,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 10**9, 1000),
         _const(0),
         metavar="N",
+        production=True,
     ),
     Option(
         "max_requests_jitter",
@@ -350,6 +364,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 10**9, 50),
         _const(0),
         metavar="N",
+        production=True,
     ),
     Option(
         "server_options",
@@ -358,6 +373,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_mapping,
         _const({}),
         metavar="JSON",
+        production=True,
     ),
     Option(
         "ignore_checks",

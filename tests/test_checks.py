@@ -343,6 +343,13 @@ def test_a_correct_production_app_passes() -> None:
     assert found(good_app(), **PUBLIC, **SHOP) == {}
 
 
+def test_sizes_in_words() -> None:
+    assert "SECRET_KEY is only 1 byte long" in found(good_app(SECRET_KEY="x"))["PS204"]
+    limit = found(good_app(MAX_CONTENT_LENGTH=None), max_body_size=1)
+    assert "PS401" not in limit  # an explicit limit is a choice
+    assert checks.weakness("k" * 40) == ("PS203", "uses only 1 different character")
+
+
 def test_secret_keys_never_appear_in_messages() -> None:
     keys = ["my-long-secret-key-for-production-42", "ab" * 20, "k3j4h5g6f7", "q" * 12 + "wxyz"]
     for key in keys:

@@ -215,7 +215,7 @@ def test_gunicorn_on_windows_is_one_line(monkeypatch: pytest.MonkeyPatch) -> Non
         "Error: --server: gunicorn does not run on Windows; use waitress (or auto)."
     ]
     auto = invoke(make_app(), "serve", "--print-config")
-    assert re.search(r"waitress +auto: gunicorn does not run on Windows", auto.output)
+    assert re.search(r"waitress +auto: gunicorn does not run on\s+Windows", auto.output)
 
 
 def test_no_app_is_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,3 +362,45 @@ def test_short_options_as_in_flask_run(fake_backend: FakeBackend) -> None:
     rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:]}
     assert (rows["host"], rows["port"]) == ("0.0.0.0", "8081")
     assert invoke(make_app(), "serve", "--help").output.count("-h, --host ADDRESS") == 1
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "line"),
+    [
+        pytest.param("1", "1", " * Workers: 1 process x 1 thread", id="one"),
+        pytest.param("3", "8", " * Workers: 3 processes x 8 threads", id="several"),
+    ],
+)
+def test_banner_counts_in_words(
+    fake_backend: FakeBackend, workers: str, threads: str, line: str
+) -> None:
+    args = ["--server", "gunicorn", "--workers", workers, "--threads", threads, "--port", "0"]
+    result = invoke(make_app(SECRET_KEY=None), "serve", *args)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2] == line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"PORT": "10000", "WEB_CONCURRENCY": "3"}, id="paas"),
+    ],
+)
+def test_print_config_fits_80_columns(env: dict[str, str]) -> None:
+    result = invoke(make_app(), "serve", "--server", "gunicorn", "--print-config", env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert len(lines) > len(OPTIONS)  # a long reason continues on the next line
+
+
+def test_print_config_in_dev_mode_lists_what_the_dev_server_uses() -> None:
+    result = invoke(make_app(), "--debug", "serve", "--print-config")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0] for line in result.output.splitlines()[1:] if line[2] != " "}
+    assert {"host", "port", "url_prefix", "reload", "debugger"} <= rows
+    assert not rows & {"workers", "threads", "timeout", "access_log", "Not"} - {"Not"}
+    note = " ".join(result.output.split("Not used by the dev server (see --prod):")[1].split())
+    assert note.startswith("workers, threads, timeout, keepalive,")
+    assert "access_log," in note
