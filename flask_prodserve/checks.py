@@ -13,7 +13,7 @@ templates (:mod:`flask_prodserve.codechecks`) and the resolved
 :class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
 (:mod:`flask_prodserve.prefixtest`) runs no view, ``before_request`` function or
 session backend, except PS506, which fetches the app's GET pages
-(:mod:`flask_prodserve.pagetest`).
+(:mod:`flask_prodserve.pagetest`) under ``--check`` only.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 class Target:
     """What the checks look at: the app and its resolved serving config."""
 
-    def __init__(self, app: Flask, config: ServeConfig) -> None:
+    def __init__(self, app: Flask, config: ServeConfig, fetch_pages: bool = True) -> None:
         self.app = app
         self.config = config
+        self.fetch_pages = fetch_pages  # whether PS506 may run the app's GET views
 
     @cached_property
     def public(self) -> bool:
@@ -471,7 +472,7 @@ check(
 def _rendered_links(t: Target) -> Iterator[str]:
     """A page the app renders for GET links, loads or redirects outside the URL prefix."""
     prefix = t.config.url_prefix
-    if not prefix:
+    if not prefix or not t.fetch_pages:
         return
     written = {spot.text.split("=", 1)[-1].strip("'\"") for spot, _ in t.hand_written}
     for link in leaving_links(t.app, prefix):
@@ -497,10 +498,11 @@ CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))
 CHECK_BY_ID = {c.id: c for c in CHECKS}
 
 
-def run_checks(app: Flask, config: ServeConfig) -> list[Problem]:
-    """Every problem found, errors first, skipping ``config.ignore_checks``."""
+def run_checks(app: Flask, config: ServeConfig, *, fetch_pages: bool = True) -> list[Problem]:
+    """Every problem found, errors first, skipping ``config.ignore_checks``;
+    ``fetch_pages=False`` skips the check that runs the app's GET views (PS506)."""
     ignored = ignored_ids(config)
-    target = Target(app, config)
+    target = Target(app, config, fetch_pages)
     problems = [
         Problem(c, message, _config_file(target) if c.setting else "")
         for c in CHECKS
@@ -527,8 +529,12 @@ def ignored_ids(config: ServeConfig) -> list[str]:
 
 def startup_warnings(app: Flask, config: ServeConfig) -> list[Problem]:
     """The checks for production start-up: raise :class:`ChecksFailed` when one at
-    error level fails, else return the warnings (info is left to ``--check``)."""
-    problems = run_checks(app, config)
+    error level fails, else return the warnings (info is left to ``--check``).
+
+    The app's views are not run (PS506): here they would run in the server's
+    main process, before gunicorn forks its workers, which would then share
+    the database connections the views opened."""
+    problems = run_checks(app, config, fetch_pages=False)
     errors = [p for p in problems if p.severity is ERROR]
     if errors:
         raise ChecksFailed(errors)

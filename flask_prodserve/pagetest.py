@@ -8,8 +8,9 @@ redirect in the answers stays under the prefix. That catches URLs that are
 built at run time, which no reading of the source finds.
 
 GET views are meant to change nothing, but they do run, with their
-``before_request`` functions and the session backend: skip this part with
-``ignore_checks = PS506``. An exception in a view is caught and the page
+``before_request`` functions and the session backend: so only ``--check``
+runs this part (not production start-up, in the process gunicorn forks), and
+``ignore_checks = PS506`` skips it. An exception in a view is caught and the page
 skipped; ``PROPAGATE_EXCEPTIONS`` is set only while the pages are fetched, so
 that the app does not log it as a failed request.
 """

@@ -679,3 +679,15 @@ def test_fix_names_the_config_file_the_app_reads(tmp_path: Path) -> None:
     (tmp_path / "settings.py").write_text('SESSION_COOKIE_SAMESITE = "Lax"\n')
     app.config.from_pyfile("settings.py")
     assert checks.run_checks(app, config) == []
+
+
+def test_production_start_up_runs_no_view(backend: FakeBackend) -> None:
+    app = good_app()
+    calls: list[str] = []
+    app.before_request(lambda: calls.append(request.path))
+    app.add_url_rule("/page", "page", lambda: '<a href="/elsewhere">')
+    assert "PS506" in found(app, **SHOP)  # --check fetches the pages
+    calls.clear()
+    result = invoke(app, *WAITRESS, "--port", "0", "--url-prefix", "/shop")
+    assert result.exit_code == 0, result.output
+    assert calls == []
