@@ -180,11 +180,9 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
 def _load_app(info: ScriptInfo, full_traceback: bool) -> Flask:
     """The app, or a short message in the app's own terms if importing it fails."""
     try:
-        return info.load_app()  # ProdServe(app) in the app's module checks its config here
+        return info.load_app()  # imports the app: an error raised here is in the app's code
     except ProdServeError as exc:
         raise click.ClickException(str(exc)) from None
-    except click.exceptions.Exit:
-        raise
     except Exception as exc:  # the app's own code failed: show its frames, not ours
         if full_traceback:
             click.echo(loaderrors.full_traceback(exc), err=True)

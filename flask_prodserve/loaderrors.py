@@ -131,12 +131,14 @@ def _unset_variable(name: str) -> str:
 
 
 def _nearby_modules(import_name: str) -> str:
-    """`` Did you mean --app app? ...`` from the ``.py`` files in the current folder."""
+    """`` Did you mean --app app?`` from the modules in the current folder: its
+    ``.py`` files and packages."""
     module = import_name.split(":")[0]
-    names = sorted(p.stem for p in Path().glob("*.py"))
-    close = difflib.get_close_matches(module, names, n=1)
+    files = {p.stem: p.name for p in Path().glob("*.py")}
+    files.update({p.parent.name: p.parent.name + "/" for p in Path().glob("*/__init__.py")})
+    close = difflib.get_close_matches(module, list(files), n=1)
     if close:
         return f" Did you mean --app {close[0]}?"
-    if names:
-        return f" The Python files here are: {', '.join(n + '.py' for n in names[:8])}."
+    if files:
+        return f" Python files here: {', '.join(sorted(files.values())[:8])}."
     return " There is no .py file in this folder: cd to the folder with your app."
