@@ -19,6 +19,7 @@ session backend, except PS506, which fetches the app's GET pages
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -463,6 +464,9 @@ check(
 )(codechecks.hand_written)
 
 
+_QUOTED_URL = re.compile(r"""["'](/[^"']*)["']""")
+
+
 @check(
     "PS506",
     ERROR,
@@ -474,7 +478,7 @@ def _rendered_links(t: Target) -> Iterator[str]:
     prefix = t.config.url_prefix
     if not prefix or not t.fetch_pages:
         return
-    written = {spot.text.split("=", 1)[-1].strip("'\"") for spot, _ in t.hand_written}
+    written = {_QUOTED_URL.findall(spot.text)[0] for spot, _ in t.hand_written}
     for link in leaving_links(t.app, prefix):
         if link.url not in written:  # PS505 names those by file and line
             yield f"GET {link.page} answers with {link.what}, outside the URL prefix {prefix}"

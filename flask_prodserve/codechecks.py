@@ -36,7 +36,8 @@ def session_uses(t: Target) -> list[Spot]:
     builtin = type(t.app.session_interface) is SecureCookieSessionInterface
     if t.app.secret_key or not builtin:
         return []
-    return t.scan.session_uses + template_session_uses(t.app)
+    uses = t.scan.session_uses + template_session_uses(t.app)
+    return sorted(uses, key=lambda spot: (not spot.file.endswith(".py"), spot.file, spot.line))
 
 
 def session_without_key(t: Target) -> Iterator[str]:

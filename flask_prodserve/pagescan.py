@@ -60,29 +60,35 @@ def _line(text: str, offset: int) -> int:
 
 def hand_written_urls(app: Flask, scan: SourceScan) -> list[tuple[Spot, str]]:
     """``(where, what to write instead)`` for each root-relative URL in the app's
-    templates and Python source."""
+    templates and Python source, by file and line."""
     found: list[tuple[Spot, str]] = []
     for file, source in templates(app):
         for m in ROOT_RELATIVE.finditer(source):
             written = f"{m['attr']}={m['q']}{m['url']}{m['q']}"
-            better = f"{m['attr']}={m['q']}{{{{ {url_for_call(app, m['url'])} }}}}{m['q']}"
+            better = _instead(app, m["url"], f"{m['attr']}={m['q']}{{{{ CALL }}}}{m['q']}")
             found.append((Spot(file, _line(source, m.start()), written), better))
     for spot in scan.redirects:
+        written = f'redirect("{spot.text}")'
         found.append(
-            (Spot(spot.file, spot.line, f'redirect("{spot.text}")'), _redirect(app, spot.text))
+            (Spot(spot.file, spot.line, written), _instead(app, spot.text, "redirect(CALL)"))
         )
     for spot in scan.strings:  # HTML built in Python
         for m in ROOT_RELATIVE.finditer(spot.text):
             written = f"{m['attr']}={m['q']}{m['url']}{m['q']}"
-            found.append((Spot(spot.file, spot.line, written), url_for_call(app, m["url"])))
-    return list(dict.fromkeys(found))
+            found.append((Spot(spot.file, spot.line, written), _instead(app, m["url"], "CALL")))
+    return sorted(dict.fromkeys(found), key=lambda f: (f[0].file, f[0].line))
 
 
-def _redirect(app: Flask, url: str) -> str:
-    return f"redirect({url_for_call(app, url)})"
+def _instead(app: Flask, url: str, form: str) -> str:
+    """``form`` with CALL replaced by the ``url_for`` call that builds ``url``."""
+    call = url_for_call(app, url)
+    if call:
+        return form.replace("CALL", call)
+    guess = form.replace("CALL", "url_for('name_of_the_view')")
+    return f"{guess} (no route of the app matches {urlsplit(url).path} yet)"
 
 
-def url_for_call(app: Flask, url: str) -> str:
+def url_for_call(app: Flask, url: str) -> str | None:
     """The ``url_for(...)`` that builds ``url``, from the app's routes."""
     parts = urlsplit(url)
     path, extra = parts.path, (f" + {'?' + parts.query!r}" if parts.query else "")
@@ -97,7 +103,7 @@ def url_for_call(app: Flask, url: str) -> str:
             continue
         values = "".join(f", {k}={v!r}" for k, v in args.items())
         return f"url_for({endpoint!r}{values}){extra}"
-    return f"url_for('<the view for {path}>')"
+    return None
 
 
 def template_session_uses(app: Flask) -> list[Spot]:

@@ -691,3 +691,16 @@ def test_production_start_up_runs_no_view(backend: FakeBackend) -> None:
     result = invoke(app, *WAITRESS, "--port", "0", "--url-prefix", "/shop")
     assert result.exit_code == 0, result.output
     assert calls == []
+
+
+def test_a_url_no_route_matches_gets_the_url_for_pattern(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "a.html").write_text('<a href="/logout">\n')
+    app = good_app(root=str(tmp_path))
+    config = serving.config_for(app, {"url_prefix": "/shop"}, env={})
+    target = checks.Target(app, config)
+    ((spot, better),) = target.hand_written
+    assert (spot.line, spot.text) == (1, 'href="/logout"')
+    assert better == (
+        "href=\"{{ url_for('name_of_the_view') }}\" (no route of the app matches /logout yet)"
+    )

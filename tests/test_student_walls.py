@@ -224,6 +224,9 @@ CHECKS = [
             ["serve", "--check", "--url-prefix", "/shop"],
             1,
             [
+                'PS505 error: app.py, line 13: redirect("/") leaves the URL prefix /shop; write '
+                "redirect(url_for('index')). Fix: build each URL with url_for(), as shown, so "
+                "that it carries the prefix.",
                 'PS505 error: templates/index.html, line 1: href="/static/styles.css" leaves '
                 "the URL prefix /shop; write href=\"{{ url_for('static', filename='styles.css') "
                 '}}". Fix: build each URL with url_for(), as shown, so that it carries the '
@@ -231,9 +234,6 @@ CHECKS = [
                 'PS505 error: templates/index.html, line 2: action="/" leaves the URL prefix '
                 "/shop; write action=\"{{ url_for('index') }}\". Fix: build each URL with "
                 "url_for(), as shown, so that it carries the prefix.",
-                'PS505 error: app.py, line 13: redirect("/") leaves the URL prefix /shop; write '
-                "redirect(url_for('index')). Fix: build each URL with url_for(), as shown, so "
-                "that it carries the prefix.",
                 "Checked app 'app' served by gunicorn on 127.0.0.1:8000/shop: 3 errors, "
                 "0 warnings, 0 info.",
             ],
