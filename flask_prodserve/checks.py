@@ -491,8 +491,8 @@ check(
     WARNING,
     "keep the data in a database (sqlite3, CS50's SQL, Flask-SQLAlchemy), which every "
     "process shares and which survives a restart; or serve one process: --workers 1",
-    "Module-level data that views change (a dict, list or set) while several worker "
-    "processes each have their own copy.",
+    "Module-level data that views change (a dict, list or set, or a variable they assign "
+    "after global) while several worker processes each have their own copy.",
 )(codechecks.shared_state)
 
 

@@ -76,8 +76,9 @@ def shared_state(t: Target) -> Iterator[str]:
     for state in t.scan.shared_state:
         views = " and ".join(", ".join(state.views).rsplit(", ", 1))
         which = "view" if len(state.views) == 1 else "views"
+        article = "an" if state.kind[0] in "aeiouAEIOU" else "a"
         yield (
-            f"{state.name} in {state.spot} is a {state.kind} that the {which} {views} "
+            f"{state.name} in {state.spot} is {article} {state.kind} that the {which} {views} "
             f"change{'s' * (len(state.views) == 1)}, but each of the {workers} worker "
             f"processes{set_by} has its own copy, so visitors see different data from one "
             "request to the next"

@@ -174,28 +174,30 @@ def _scan_call(node: ast.Call, file: str, result: SourceScan) -> None:
 
 
 def _shared_state(tree: ast.Module, file: str) -> Iterator[SharedState]:
-    mutable = dict(_module_level_mutables(tree))
+    module_level = dict(_module_level_names(tree))
     changed: dict[str, list[str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_view(node):
-            for name in _changed_names(node, set(mutable)):
+            for name in _changed_names(node, module_level):
                 changed.setdefault(name, []).append(node.name)
     for name, views in changed.items():
-        kind, line = mutable[name]
+        kind, line = module_level[name]
         yield SharedState(name, kind, Spot(file, line, name), tuple(views))
 
 
-def _module_level_mutables(tree: ast.Module) -> Iterator[tuple[str, tuple[str, int]]]:
+def _module_level_names(tree: ast.Module) -> Iterator[tuple[str, tuple[str, int]]]:
+    """``(name, (kind, line))`` of each module-level variable; the kind is ``dict``,
+    ``list``, ``set``... for a mutable container, ``variable`` for anything else."""
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else []
         if isinstance(node, ast.AnnAssign) and node.value is not None:
             targets = [node.target]
         value = getattr(node, "value", None)
-        kind = _KIND.get(type(value), "")
+        kind = _KIND.get(type(value), "variable")
         if isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute)):
             called = value.func.id if isinstance(value.func, ast.Name) else value.func.attr
-            kind = called if called in _MUTABLE_CALLS else ""
-        for target in targets if kind else []:
+            kind = called if called in _MUTABLE_CALLS else "variable"
+        for target in targets:
             if isinstance(target, ast.Name):
                 yield target.id, (kind, node.lineno)
 
@@ -208,25 +210,30 @@ def _is_view(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return False
 
 
-def _changed_names(func: ast.FunctionDef | ast.AsyncFunctionDef, names: set[str]) -> set[str]:
-    """Which of ``names`` (module globals) the function changes."""
+def _changed_names(
+    func: ast.FunctionDef | ast.AsyncFunctionDef, names: dict[str, tuple[str, int]]
+) -> set[str]:
+    """Which module-level ``names`` the function changes: any it assigns after
+    ``global``, and the containers it changes in place."""
     declared = {n for g in ast.walk(func) if isinstance(g, ast.Global) for n in g.names}
     local = {
         n.id
         for n in ast.walk(func)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id not in declared
     }
+    assigned: set[str] = set()
     changed: set[str] = set()
     for node in ast.walk(func):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in declared:
-            changed.add(node.id)  # `global X` then `X = ...` or `X += ...`
+            assigned.add(node.id)  # `global X` then `X = ...` or `X += ...`
         elif isinstance(node, (ast.Subscript, ast.Attribute)) and not isinstance(
             node.ctx, ast.Load
         ):
             changed.add(_base_name(node.value))  # X[k] = v, del X[k]
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in _MUTATORS:
             changed.add(_base_name(node.func.value))  # type: ignore[attr-defined]  # X.add(v)
-    return (changed & names) - local
+    containers = {n for n, (kind, _) in names.items() if kind != "variable"}
+    return (assigned & set(names)) | ((changed & containers) - local)
 
 
 def _base_name(node: ast.expr) -> str:

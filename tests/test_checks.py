@@ -23,7 +23,7 @@ from werkzeug.debug import DebuggedApplication
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_prodserve import backends, checks, serving, sockets
+from flask_prodserve import backends, checks, serving, sockets, sourcescan
 from flask_prodserve.config import ServeConfig
 from flask_prodserve.converters import as_check_ids
 from flask_prodserve.errors import ConfigError
@@ -704,3 +704,33 @@ def test_a_url_no_route_matches_gets_the_url_for_pattern(tmp_path: Path) -> None
     assert better == (
         "href=\"{{ url_for('name_of_the_view') }}\" (no route of the app matches /logout yet)"
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "X = []\n@app.post('/a')\ndef a():\n    X.append(1)\n", ["X list a"], id="append"
+        ),
+        pytest.param(
+            "X = {}\n@bp.route('/a')\ndef a():\n    X['k'].add(1)\n", ["X dict a"], id="nested"
+        ),
+        pytest.param(
+            "N = 0\n@app.get('/a')\ndef a():\n    global N\n    N += 1\n",
+            ["N variable a"],
+            id="global-counter",
+        ),
+        pytest.param(
+            "X = {}\n@app.get('/a')\ndef a():\n    X = {}\n    X['k'] = 1\n", [], id="local"
+        ),
+        pytest.param("X = {}\ndef setup():\n    X['k'] = 1\n", [], id="not-a-view"),
+        pytest.param(
+            "X = {}\n@app.get('/a')\ndef a():\n    return X.get('k')\n", [], id="only-read"
+        ),
+    ],
+)
+def test_shared_state_found_in_source(tmp_path: Path, source: str, expected: list[str]) -> None:
+    (tmp_path / "app.py").write_text(source)
+    app = good_app(root=str(tmp_path))
+    states = sourcescan.scan(app).shared_state
+    assert [f"{s.name} {s.kind} {' '.join(s.views)}" for s in states] == expected
