@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask, request
 from flask.cli import FlaskGroup
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionInterface
 from werkzeug.debug import DebuggedApplication
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -734,3 +734,16 @@ def test_shared_state_found_in_source(tmp_path: Path, source: str, expected: lis
     app = good_app(root=str(tmp_path))
     states = sourcescan.scan(app).shared_state
     assert [f"{s.name} {s.kind} {' '.join(s.views)}" for s in states] == expected
+
+
+def test_server_side_sessions_need_no_key(tmp_path: Path) -> None:
+    # Flask-Session replaces the session interface: its sessions need no SECRET_KEY.
+    (tmp_path / "app.py").write_text("from flask import session\nsession['a'] = 1\n")
+    app = good_app(root=str(tmp_path), SECRET_KEY=None)
+    assert "PS207" in found(app)
+    app.session_interface = ServerSideSessions()
+    assert "PS207" not in found(app)
+
+
+class ServerSideSessions(SessionInterface):
+    """Stands for Flask-Session's interface: the session lives on the server."""
