@@ -401,3 +401,23 @@ def test_fixed_app_works_under_a_prefix_in_one_process(tmp_path: Path) -> None:
             assert len(server.get_json("/shop/registrants")) == n + 1
     finally:
         assert server.terminate() == 0
+
+
+def test_small_things_a_student_notices(tmp_path: Path) -> None:
+    _write(tmp_path, {"app.py": BASE})
+    dev = run_flask(tmp_path, "--debug", "serve", "--print-config", env=_RUN_SECRET)
+    lines = dev.stdout.splitlines()
+    assert dev.returncode == 0 and max(len(line) for line in lines) <= 80
+    assert [line.split()[0] for line in lines[1:8]] == [
+        "mode", "server", "host", "port", "url_prefix", "proxy", "upstream",
+    ]  # fmt: skip
+    assert lines[-4] == (
+        "  Not used by the dev server (see --prod): workers, threads, timeout, keepalive,"
+    )
+    args = ["serve", "--prod", "--port", "0", "--workers", "1", "--threads", "1"]
+    server = LiveServer(args, tmp_path / "server.log", env={**_RUN_SECRET, "FLASK_APP": "app"})
+    server.start_in(tmp_path)
+    try:
+        assert " * Workers: 1 process x 1 thread\n" in server.log
+    finally:
+        assert server.terminate() == 0
