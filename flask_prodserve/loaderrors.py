@@ -95,7 +95,7 @@ def _import_error(exc: ImportError) -> str:
 
 def _syntax_error(exc: SyntaxError) -> str:
     where = f"{shown_path(exc.filename or '?')}, line {exc.lineno}"
-    lines = [f"{where}: SyntaxError: {exc.msg}"]
+    lines = [f"{where}: {type(exc).__name__}: {exc.msg}"]
     if exc.text:
         text = exc.text.rstrip("\n")
         indent = len(text) - len(text.lstrip())
