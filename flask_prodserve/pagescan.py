@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
@@ -89,20 +89,32 @@ def _instead(app: Flask, url: str, form: str) -> str:
 
 
 def url_for_call(app: Flask, url: str) -> str | None:
-    """The ``url_for(...)`` that builds ``url``, from the app's routes."""
+    """The ``url_for(...)`` that builds ``url``, from the app's routes; its query
+    arguments become keyword arguments when they can."""
     parts = urlsplit(url)
-    path, extra = parts.path, (f" + {'?' + parts.query!r}" if parts.query else "")
+    found = _endpoint(app, parts.path)
+    if found is None:
+        return None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if all(k.isidentifier() for k, _ in query):
+        args, after = "".join(f", {k}={v!r}" for k, v in query), ""
+    else:
+        args, after = "", f" + {'?' + parts.query!r}"
+    return f"url_for({found[0]!r}{found[1]}{args}){after}"
+
+
+def _endpoint(app: Flask, path: str) -> tuple[str, str] | None:
+    """``(endpoint, ", name=value" for each URL argument)`` of the route for ``path``."""
     static = app.static_url_path or ""
     if app.has_static_folder and static and path.startswith(static + "/"):
-        return f"url_for('static', filename={path[len(static) + 1 :]!r}){extra}"
+        return "static", f", filename={path[len(static) + 1 :]!r}"
     adapter = app.url_map.bind("localhost")
     for method, again in (("GET", path), ("POST", path), ("GET", path + "/")):  # /about/
         try:
             endpoint, args = adapter.match(again, method=method, return_rule=False)
         except (HTTPException, RequestRedirect):
             continue
-        values = "".join(f", {k}={v!r}" for k, v in args.items())
-        return f"url_for({endpoint!r}{values}){extra}"
+        return endpoint, "".join(f", {k}={v!r}" for k, v in args.items())
     return None
 
 

@@ -23,7 +23,7 @@ from werkzeug.debug import DebuggedApplication
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_prodserve import backends, checks, serving, sockets, sourcescan
+from flask_prodserve import backends, checks, pagescan, serving, sockets, sourcescan
 from flask_prodserve.config import ServeConfig
 from flask_prodserve.converters import as_check_ids
 from flask_prodserve.errors import ConfigError
@@ -747,3 +747,20 @@ def test_server_side_sessions_need_no_key(tmp_path: Path) -> None:
 
 class ServerSideSessions(SessionInterface):
     """Stands for Flask-Session's interface: the session lives on the server."""
+
+
+@pytest.mark.parametrize(
+    ("url", "call"),
+    [
+        pytest.param("/", "url_for('index')", id="index"),
+        pytest.param("/about", "url_for('about')", id="slash-added"),
+        pytest.param("/static/css/a.css", "url_for('static', filename='css/a.css')", id="static"),
+        pytest.param("/quote/AAPL?n=2", "url_for('quote', symbol='AAPL', n='2')", id="args"),
+        pytest.param("/?a-b=1", "url_for('index') + '?a-b=1'", id="query-kept"),
+        pytest.param("/nowhere", None, id="no-route"),
+    ],
+)
+def test_url_for_call_rebuilds_a_hand_written_url(url: str, call: str | None) -> None:
+    app = good_app()
+    app.add_url_rule("/quote/<symbol>", "quote", lambda symbol: symbol)
+    assert pagescan.url_for_call(app, url) == call
