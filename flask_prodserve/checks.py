@@ -5,17 +5,21 @@ finds the problem, and listed in :data:`CHECKS`; the report, the start-up
 banner and the docs all come from that registry. A check's ID is ``PS`` and
 three digits, the first naming the area: 1 debugging, 2 secret key and
 session cookie, 3 network (hosts, binding, proxy), 4 request limits, 5 the
-URL prefix self-test, 6 the server itself. An ID always means the same check and is never reused.
+URL prefix self-test, 6 the app's own code, 7 the server itself. An ID always
+means the same check and is never reused.
 
-Pure: nothing here prints or exits. The checks read the app and the
-resolved :class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
+Pure: nothing here prints or exits. The checks read the app, its source and
+templates (:mod:`flask_prodserve.codechecks`) and the resolved
+:class:`~flask_prodserve.config.ServeConfig`; the prefix self-test
 (:mod:`flask_prodserve.prefixtest`) runs no view, ``before_request`` function or
-session backend.
+session backend, except PS506, which fetches the app's GET pages
+(:mod:`flask_prodserve.pagetest`) under ``--check`` only.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,14 +29,18 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from . import codechecks, sourcescan
 from .backends import gunicorn_names
 from .config import Layer
 from .errors import ConfigError, ProdServeError
+from .pagescan import hand_written_urls
+from .pagetest import leaving_links
 from .prefixtest import PrefixFailure, prefix_self_test
 from .sockets import is_loopback
 
 if TYPE_CHECKING:
     from .config import ServeConfig
+    from .sourcescan import SourceScan, Spot
 
 
 class Severity(enum.IntEnum):
@@ -52,9 +60,10 @@ ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 class Target:
     """What the checks look at: the app and its resolved serving config."""
 
-    def __init__(self, app: Flask, config: ServeConfig) -> None:
+    def __init__(self, app: Flask, config: ServeConfig, fetch_pages: bool = True) -> None:
         self.app = app
         self.config = config
+        self.fetch_pages = fetch_pages  # whether PS506 may run the app's GET views
 
     @cached_property
     def public(self) -> bool:
@@ -66,6 +75,16 @@ class Target:
         """The prefix self-test's failures by aspect, run once for its four checks."""
         prefix = self.config.url_prefix
         return {f.aspect: f for f in prefix_self_test(self.app, prefix)} if prefix else {}
+
+    @cached_property
+    def scan(self) -> SourceScan:
+        """What the app's own Python source shows, read once for every check."""
+        return sourcescan.scan(self.app)
+
+    @cached_property
+    def hand_written(self) -> list[tuple[Spot, str]]:
+        """Root-relative URLs in the app's templates and source, with their fix."""
+        return hand_written_urls(self.app, self.scan)
 
     def where(self, name: str) -> str:
         """Where an option's value came from: ``--host``, ``default``, ..."""
@@ -85,6 +104,7 @@ class Check:
     title: str
     fix: str
     find: Finder
+    setting: str = ""  # the config line the fix sets: KEY = value
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,7 @@ class Problem:
 
     check: Check
     message: str
+    config_file: str = ""  # where the app reads its config from, if it does
 
     @property
     def id(self) -> str:
@@ -104,7 +125,10 @@ class Problem:
 
     def describe(self) -> str:
         """``message. Fix: fix.``, one line."""
-        return f"{self.message}. Fix: {self.check.fix}."
+        also = ""
+        if self.check.setting and self.config_file:
+            also = f"; or write {self.check.setting} in {self.config_file}"
+        return f"{self.message}. Fix: {self.check.fix}{also}."
 
     def __str__(self) -> str:
         return f"{self.id} {self.severity}: {self.describe()}"
@@ -122,14 +146,20 @@ _REGISTRY: list[Check] = []
 
 
 def check(
-    check_id: str, severity: Severity, fix: str, title: str = ""
+    check_id: str, severity: Severity, fix: str, title: str = "", setting: str = ""
 ) -> Callable[[Finder], Finder]:
-    """Register ``find`` as check ``check_id``; ``title`` defaults to its docstring."""
+    """Register ``find`` as check ``check_id``; ``title`` defaults to its docstring.
+
+    ``setting`` is the config line that fixes it (``KEY = value``): the fix then
+    starts with the line to add to app.py, ``app.config["KEY"] = value``."""
+    if setting:
+        key, _, value = setting.partition(" = ")
+        fix = f'add app.config["{key}"] = {value} to the app' + (f" {fix}" if fix else "")
 
     def register(find: Finder) -> Finder:
         assert all(c.id != check_id for c in _REGISTRY), f"check ID {check_id} is used twice"
         text = " ".join((title or find.__doc__ or "").split())
-        _REGISTRY.append(Check(check_id, severity, text, fix, find))
+        _REGISTRY.append(Check(check_id, severity, text, fix, find, setting))
         return find
 
     return register
@@ -192,9 +222,14 @@ def wsgi_chain(app: Flask) -> Iterator[tuple[str, Any]]:
 
 # -- 2xx secret key and session cookie -------------------------------------------
 
-_NEW_KEY = (
-    "use a random key read from the environment; "
-    'python -c "import secrets; print(secrets.token_hex())" makes one'
+SET_SECRET_KEY = (
+    'make a key with python -c "import secrets; print(secrets.token_hex())", then set it in '
+    "the shell that runs flask: export SECRET_KEY=the-printed-key (Windows PowerShell: "
+    '$env:SECRET_KEY = "the-printed-key")'
+)
+SECRET_KEY_RECIPE = (
+    f'{SET_SECRET_KEY}; in app.py read it with app.secret_key = os.environ["SECRET_KEY"] '
+    "(after import os)"
 )
 _PLACEHOLDERS = frozenset(
     {"dev", "development", "test", "testing", "key", "flask", "admin", "abc123", "123456"}
@@ -215,7 +250,7 @@ def weakness(key: str | bytes) -> tuple[str, str]:
     if word:
         return "PS202", f"contains {word!r}, like a placeholder"
     if len(raw) < 16:
-        return "PS204", f"is only {len(raw)} bytes long"
+        return "PS204", f"is only {len(raw)} byte{'s' * (len(raw) != 1)} long"
     if len(set(raw)) < 8:
         distinct = len(set(raw))
         return "PS203", f"uses only {distinct} different character{'s' * (distinct > 1)}"
@@ -243,14 +278,29 @@ for _id, _severity, _title in (
     ("PS204", ERROR, "A secret key is shorter than 16 bytes: short enough to guess."),
     ("PS205", WARNING, "A secret key is shorter than 32 bytes."),
 ):
-    check(_id, _severity, _NEW_KEY, _title)(_weak_keys(_id))
+    check(_id, _severity, SECRET_KEY_RECIPE, _title)(_weak_keys(_id))
 
 
-@check("PS201", INFO, f"if the app needs sessions, set SECRET_KEY: {_NEW_KEY}")
+@check("PS201", INFO, f"if the app needs sessions: {SECRET_KEY_RECIPE}")
 def _no_secret_key(t: Target) -> Iterator[str]:
     """SECRET_KEY is not set (fine if the app uses no sessions)."""
-    if not t.app.secret_key:
+    if not t.app.secret_key and not codechecks.session_uses(t):  # else PS207 says more
         yield "SECRET_KEY is not set, so the app cannot use sessions or flash messages"
+
+
+@check("PS206", WARNING, SECRET_KEY_RECIPE)
+def _key_in_source(t: Target) -> Iterator[str]:
+    """The secret key is written in the app's source code."""
+    key = t.app.secret_key
+    yield from codechecks.key_in_source(t, weak=bool(key and weakness(key)[0]))
+
+
+check(
+    "PS207",
+    WARNING,
+    SECRET_KEY_RECIPE,
+    "The app uses session or flash (in its code or templates), and SECRET_KEY is not set.",
+)(codechecks.session_without_key)
 
 
 def _uses_sessions(app: Flask) -> bool:
@@ -270,7 +320,7 @@ def _https_reason(t: Target) -> str:
     return ""
 
 
-@check("PS211", WARNING, "set SESSION_COOKIE_SECURE = True")
+@check("PS211", WARNING, "", setting="SESSION_COOKIE_SECURE = True")
 def _cookie_not_secure(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_SECURE is off while the app is served over https (a certfile,
     PREFERRED_URL_SCHEME = 'https', or a trusted proxy)."""
@@ -282,14 +332,14 @@ def _cookie_not_secure(t: Target) -> Iterator[str]:
         )
 
 
-@check("PS212", WARNING, "set SESSION_COOKIE_HTTPONLY = True (Flask's default)")
+@check("PS212", WARNING, "(Flask's default)", setting="SESSION_COOKIE_HTTPONLY = True")
 def _cookie_not_httponly(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_HTTPONLY is off."""
     if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_HTTPONLY"):
         yield "SESSION_COOKIE_HTTPONLY is False, so scripts on a page can read the session cookie"
 
 
-@check("PS213", WARNING, "set SESSION_COOKIE_SAMESITE = 'Lax'")
+@check("PS213", WARNING, "", setting='SESSION_COOKIE_SAMESITE = "Lax"')
 def _cookie_no_samesite(t: Target) -> Iterator[str]:
     """SESSION_COOKIE_SAMESITE is not set."""
     if _uses_sessions(t.app) and not t.app.config.get("SESSION_COOKIE_SAMESITE"):
@@ -305,8 +355,8 @@ def _cookie_no_samesite(t: Target) -> Iterator[str]:
 @check(
     "PS301",
     WARNING,
-    "set TRUSTED_HOSTS = ['example.com'] (your domain names): Flask 3.1 then answers "
-    "requests for any other Host with 400",
+    "(your domain names): Flask 3.1 then answers requests for any other Host with 400",
+    setting='TRUSTED_HOSTS = ["example.com"]',
 )
 def _no_trusted_hosts(t: Target) -> Iterator[str]:
     """TRUSTED_HOSTS is not set while the server listens on a non-loopback address."""
@@ -349,8 +399,8 @@ def _proxy_from_anywhere(t: Target) -> Iterator[str]:
 @check(
     "PS401",
     WARNING,
-    "set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or --max-body-size to the largest "
-    "upload you expect",
+    "(the largest upload you expect), or serve with --max-body-size",
+    setting="MAX_CONTENT_LENGTH = 16 * 1024 * 1024",
 )
 def _no_body_limit(t: Target) -> Iterator[str]:
     """Neither MAX_CONTENT_LENGTH nor max_body_size limits request bodies."""
@@ -367,7 +417,7 @@ def _size(n: int) -> str:
     for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= factor and n % factor == 0:
             return f"{n // factor} {unit}"
-    return f"{n} bytes"
+    return f"{n} byte{'s' * (n != 1)}"
 
 
 # -- 5xx URL prefix self-test ----------------------------------------------------------
@@ -406,11 +456,52 @@ check(
 )(_prefix_aspect("cookie_path"))
 
 
-# -- 6xx the server itself ---------------------------------------------------------
+check(
+    "PS505",
+    ERROR,
+    "build each URL with url_for(), as shown, so that it carries the prefix",
+    'A template or the source has a URL written from the root (href="/about", '
+    'redirect("/")), which leaves the URL prefix.',
+)(codechecks.hand_written)
+
+
+_QUOTED_URL = re.compile(r"""["'](/[^"']*)["']""")
 
 
 @check(
+    "PS506",
+    ERROR,
+    "build the URL with url_for() (in a template: {{ url_for('index') }}) so that it "
+    "carries the prefix",
+)
+def _rendered_links(t: Target) -> Iterator[str]:
+    """A page the app renders for GET links, loads or redirects outside the URL prefix."""
+    prefix = t.config.url_prefix
+    if not prefix or not t.fetch_pages:
+        return
+    written = {_QUOTED_URL.findall(spot.text)[0] for spot, _ in t.hand_written}
+    for link in leaving_links(t.app, prefix):
+        if link.url not in written:  # PS505 names those by file and line
+            yield f"GET {link.page} answers with {link.what}, outside the URL prefix {prefix}"
+
+
+# -- 6xx the app's own code --------------------------------------------------------------
+
+check(
     "PS601",
+    WARNING,
+    "keep the data in a database (sqlite3, CS50's SQL, Flask-SQLAlchemy), which every "
+    "process shares and which survives a restart; or serve one process: --workers 1",
+    "Module-level data that views change (a dict, list or set, or a variable they assign "
+    "after global) while several worker processes each have their own copy.",
+)(codechecks.shared_state)
+
+
+# -- 7xx the server itself ------------------------------------------------------------
+
+
+@check(
+    "PS701",
     WARNING,
     "put nginx in front (flask serve --emit nginx), or serve with --server waitress, "
     f"or install a tested gunicorn: pip install '{gunicorn_names.tested_range()}'",
@@ -434,14 +525,23 @@ CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))
 CHECK_BY_ID = {c.id: c for c in CHECKS}
 
 
-def run_checks(app: Flask, config: ServeConfig) -> list[Problem]:
-    """Every problem found, errors first, skipping ``config.ignore_checks``."""
+def run_checks(app: Flask, config: ServeConfig, *, fetch_pages: bool = True) -> list[Problem]:
+    """Every problem found, errors first, skipping ``config.ignore_checks``;
+    ``fetch_pages=False`` skips the check that runs the app's GET views (PS506)."""
     ignored = ignored_ids(config)
-    target = Target(app, config)
+    target = Target(app, config, fetch_pages)
     problems = [
-        Problem(c, message) for c in CHECKS if c.id not in ignored for message in c.find(target)
+        Problem(c, message, _config_file(target) if c.setting else "")
+        for c in CHECKS
+        if c.id not in ignored
+        for message in c.find(target)
     ]
     return sorted(problems, key=lambda p: -p.severity)
+
+
+def _config_file(t: Target) -> str:
+    """The file the app loads its config from (``app.config.from_pyfile(...)``)."""
+    return t.scan.config_files[0] if t.scan.config_files else ""
 
 
 def ignored_ids(config: ServeConfig) -> list[str]:
@@ -456,8 +556,12 @@ def ignored_ids(config: ServeConfig) -> list[str]:
 
 def startup_warnings(app: Flask, config: ServeConfig) -> list[Problem]:
     """The checks for production start-up: raise :class:`ChecksFailed` when one at
-    error level fails, else return the warnings (info is left to ``--check``)."""
-    problems = run_checks(app, config)
+    error level fails, else return the warnings (info is left to ``--check``).
+
+    The app's views are not run (PS506): here they would run in the server's
+    main process, before gunicorn forks its workers, which would then share
+    the database connections the views opened."""
+    problems = run_checks(app, config, fetch_pages=False)
     errors = [p for p in problems if p.severity is ERROR]
     if errors:
         raise ChecksFailed(errors)

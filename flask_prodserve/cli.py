@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
-from flask.cli import NoAppException, ScriptInfo, pass_script_info
+from flask.cli import ScriptInfo, pass_script_info
 
-from . import checks, emit, serving
+from . import checks, emit, loaderrors, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -76,14 +77,14 @@ def _click_option(option: Option) -> Callable[[Any], Any]:
     if option.multiple:  # click gives () when absent: "not given" must stay None
         common.update(multiple=True, callback=lambda ctx, param, value: value or None)
     if option.is_flag:
-        decls = f"{option.flag}/--no-{option.flag[2:]}"
-        return click.option(decls, option.name, **common)
+        return click.option(f"{option.flag}/--no-{option.flag[2:]}", option.name, **common)
     kind: click.ParamType = (  # type: ignore[type-arg,unused-ignore]
         click.Choice(option.choices, case_sensitive=False)
         if option.choices
         else _OptionType(option)
     )
-    return click.option(option.flag, option.name, type=kind, metavar=option.metavar, **common)
+    decls = [option.flag, option.short] if option.short else [option.flag]
+    return click.option(*decls, option.name, type=kind, metavar=option.metavar, **common)
 
 
 def _generated_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -134,6 +135,12 @@ app.config > ProdServe(...) > default.
     "(status 1 on a problem at --fail-level).",
 )
 @click.option(
+    "--traceback",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="If loading the app fails, show the full traceback instead of a summary.",
+)
+@click.option(
     "--fail-level",
     type=click.Choice([str(s) for s in reversed(checks.Severity)], case_sensitive=False),
     allow_from_autoenv=False,
@@ -152,11 +159,9 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         if (dev and prod) or values["mode"] is not None:
             raise _OneLineUsageError("Use only one of --dev, --prod and --mode.")
         values["mode"], labels["mode"] = ("dev", "--dev") if dev else ("prod", "--prod")
+    app = _load_app(info, values.pop("traceback"))
     try:
-        app = info.load_app()  # ProdServe(app) in the app's module checks its config here
         config = serving.config_for(app, values, cli_labels=labels)
-    except NoAppException as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
     except ProdServeError as exc:
         # Values from flags were already checked by click (exit 2); what is
         # left is a bad env/config value or a combination the server refuses.
@@ -172,22 +177,39 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     sys.exit(_serve(app, config))
 
 
-def serve(app: Flask, **options: Any) -> None:
-    """Serve ``app`` from Python, choosing dev or prod as ``flask serve`` does.
+def _load_app(info: ScriptInfo, full_traceback: bool) -> Flask:
+    """The app, or a short message in the app's own terms if importing it fails."""
+    try:
+        return info.load_app()  # imports the app: an error raised here is in the app's code
+    except ProdServeError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the app's own code failed: show its frames, not ours
+        if full_traceback:
+            click.echo(loaderrors.full_traceback(exc), err=True)
+            raise click.exceptions.Exit(1) from None
+        raise click.ClickException(loaderrors.explain(exc, info.app_import_path)) from None
+
+
+def serve(app: Flask, **options: Any) -> int:
+    """Serve ``app`` from Python, choosing dev or prod as ``flask serve`` does, and
+    return the exit status once the server stops.
 
     Keyword arguments are options (``serve(app, port=8080)``) and override
-    every other source. For the ``if __name__ == "__main__":`` block::
+    every other source. The names ``app.run()`` takes work too:
+    ``debug=True`` turns the app's debug flag on, which means the dev server,
+    and ``use_reloader`` and ``use_debugger`` are ``reload`` and ``debugger``.
+    For the ``if __name__ == "__main__":`` block::
 
         if __name__ == "__main__":
             flask_prodserve.serve(app)
+
+    Raises :class:`~flask_prodserve.ConfigError` for an unknown name or a bad
+    value, naming it; a failed production check or a port in use is printed,
+    and the status is 1.
     """
-    labels = {name: f"serve({name}=...)" for name in options}
-    try:
-        config = serving.config_for(app, options, cli_labels=labels)
-    except ProdServeError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    sys.exit(_serve(app, config))
+    values, labels = serving.run_options(app, options)
+    config = serving.config_for(app, values, cli_labels=labels)
+    return _serve(app, config)
 
 
 def _serve(app: Flask, config: ServeConfig) -> int:
@@ -264,6 +286,11 @@ def _server_title(config: ServeConfig) -> str:
         return config.server
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 process``, ``4 processes``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def _banner(
     app: Flask, config: ServeConfig, urls: list[str], warnings: list[checks.Problem]
 ) -> None:
@@ -275,7 +302,9 @@ def _banner(
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
     if config.server == "gunicorn":
-        lines.append(f" * Workers: {config.workers} processes x {config.threads} threads")
+        lines.append(
+            f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
+        )
     elif config.server == "waitress":
         lines.append(f" * Threads: {config.threads} (one process)")
     lines += [f" * Running on {url}" for url in urls]
@@ -353,11 +382,23 @@ def _command_words(app_import: str) -> list[str]:
 
 
 def _print_config(app: Flask, config: ServeConfig) -> None:
+    """One row per setting that applies in this mode, in 80 columns."""
     click.echo(f"Settings for Flask app {app.name!r}:")
+    dev = config.mode == "dev"
     rows = [
         (name, "(none)" if value == "" else str(value), where)
         for name, value, where in config.rows()
+        if not (dev and OPTION_BY_NAME[name].production)
     ]
     width = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    indent = width[0] + width[1] + 6
     for name, value, where in rows:
-        click.echo(f"  {name:<{width[0]}}  {value:<{width[1]}}  {where}")
+        # Long reasons continue under their column rather than past 80 columns.
+        lines = textwrap.wrap(where, max(80 - indent, 24)) or [""]
+        click.echo(f"  {name:<{width[0]}}  {value:<{width[1]}}  {lines[0]}")
+        for line in lines[1:]:
+            click.echo(" " * indent + line)
+    if dev:
+        unused = ", ".join(o.name for o in OPTIONS if o.production)
+        note = f"Not used by the dev server (see --prod): {unused}."
+        click.echo(textwrap.fill(note, 80, initial_indent="  ", subsequent_indent="  "))

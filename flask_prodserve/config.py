@@ -76,6 +76,8 @@ class Option:
     choices: tuple[str, ...] = ()
     is_flag: bool = False
     multiple: bool = False  # the flag may be repeated
+    short: str = ""  # a one-letter flag, where ``flask run`` has the same one
+    production: bool = False  # only production servers use it; the dev server does not
 
     @property
     def flag(self) -> str:
@@ -130,7 +132,7 @@ def _default_workers(
     # Two processes per usable CPU: measured on 2 CPUs, a few threads in each
     # of more processes keep throughput steadier than many threads in fewer
     # (threads of one process contend for its GIL).
-    return 2 * f.cpus, f"two per CPU this process may use ({f.cpus})"
+    return 2 * f.cpus, f"two per usable CPU ({f.cpus} CPUs)"
 
 
 def _default_upstream(
@@ -186,7 +188,9 @@ OPTIONS: tuple[Option, ...] = (
         _const("auto"),
         choices=("auto", "gunicorn", "waitress"),
     ),
-    Option("host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS"),
+    Option(
+        "host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS", short="-h"
+    ),
     Option(
         "port",
         "Port to listen on (0 picks a free one). Default: $PORT if set, "
@@ -194,6 +198,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 65535, 8000),
         _default_port,
         metavar="PORT",
+        short="-p",
     ),
     Option(
         "workers",
@@ -201,6 +206,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 1024, 4),
         _default_workers,
         metavar="N",
+        production=True,
     ),
     Option(
         "threads",
@@ -208,6 +214,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 1024, 16),
         _default_threads,
         metavar="N",
+        production=True,
     ),
     Option(
         "url_prefix",
@@ -241,6 +248,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "keepalive",
@@ -248,6 +256,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 3600, 5),
         _const(5),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "header_timeout",
@@ -256,6 +265,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 3600, 10),
         _const(10),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "max_body_size",
@@ -271,6 +281,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_size(1024, 16 * 1024**2, "64K"),
         _const(64 * 1024),
         metavar="BYTES",
+        production=True,
     ),
     Option(
         "max_header_count",
@@ -278,6 +289,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(1, 32768, 100),
         _const(100),
         metavar="N",
+        production=True,
     ),
     Option(
         "max_request_line",
@@ -285,6 +297,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(256, 8190, 8190),
         _const(8190),
         metavar="BYTES",
+        production=True,
     ),
     Option(
         "backlog",
@@ -300,6 +313,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 86400, 30),
         _const(30),
         metavar="SECONDS",
+        production=True,
     ),
     Option(
         "access_log",
@@ -307,6 +321,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_bool,
         _const(True),
         is_flag=True,
+        production=True,
     ),
     Option(
         "access_log_format",
@@ -315,6 +330,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_log_format,
         _const("combined"),
         metavar="FORMAT",
+        production=True,
     ),
     Option(
         "access_log_file",
@@ -322,6 +338,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         _const("-"),
         metavar="PATH",
+        production=True,
     ),
     Option(
         "health_path",
@@ -338,6 +355,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 10**9, 1000),
         _const(0),
         metavar="N",
+        production=True,
     ),
     Option(
         "max_requests_jitter",
@@ -346,6 +364,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_int(0, 10**9, 50),
         _const(0),
         metavar="N",
+        production=True,
     ),
     Option(
         "server_options",
@@ -354,6 +373,7 @@ OPTIONS: tuple[Option, ...] = (
         c.as_mapping,
         _const({}),
         metavar="JSON",
+        production=True,
     ),
     Option(
         "ignore_checks",

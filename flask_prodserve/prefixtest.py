@@ -45,7 +45,7 @@ def prefix_self_test(app: Flask, prefix: str) -> list[PrefixFailure]:
     saved_root = app.config.get("APPLICATION_ROOT", "/")
     try:
         chain = mount(app, prefix)
-        host = _probe_host(app)
+        host = probe_host(app)
         failures = list(_built_urls(app, chain, prefix, host))
         failures += _redirect(app, chain, prefix, host)
         path = app.session_interface.get_cookie_path(app)
@@ -132,7 +132,7 @@ def _slash_redirect_path(app: Flask, prefix: str) -> str | None:
     return None
 
 
-def _probe_host(app: Flask) -> str:
+def probe_host(app: Flask) -> str:
     """A Host the app accepts: the first of TRUSTED_HOSTS, else SERVER_NAME."""
     trusted = app.config.get("TRUSTED_HOSTS") or []
     if trusted:

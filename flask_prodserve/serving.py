@@ -7,6 +7,7 @@ process exit status.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import backends, sockets
 from .checks import Problem, startup_warnings
-from .config import Facts, ServeConfig, resolve
+from .config import OPTIONS, Facts, ServeConfig, resolve
 from .cpus import available_cpus
+from .errors import ConfigError
 from .extension import extension_defaults, lifecycle_for
 from .middleware import build_wsgi_app
 
@@ -51,6 +53,28 @@ def config_for(
         facts=facts_about(app),
         cli_labels=cli_labels,
     )
+
+
+# app.run()'s names for settings that mean the same here.
+_RUN_NAMES = {"use_reloader": "reload", "use_debugger": "debugger"}
+
+
+def run_options(app: Flask, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``flask_prodserve.serve(app, **options)``'s options as ``(values, labels)`` for
+    :func:`config_for`, taking ``app.run()``'s names too: ``debug`` sets the app's
+    debug flag as ``app.run(debug=...)`` does. An unknown name is a :class:`ConfigError`."""
+    known = [o.name for o in OPTIONS] + ["debug", *_RUN_NAMES]
+    for name, value in options.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known names: {', '.join(known)}"
+            raise ConfigError(f"serve({name}=...)", value, f"unknown option; {hint}")
+    if options.get("debug") is not None:
+        app.debug = bool(options["debug"])
+    named = {_RUN_NAMES.get(n, n): (n, v) for n, v in options.items() if n != "debug"}
+    values = {name: value for name, (_, value) in named.items()}
+    labels = {name: f"serve({given}=...)" for name, (given, _) in named.items()}
+    return values, labels
 
 
 def serve(

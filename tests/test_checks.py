@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,12 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask, request
 from flask.cli import FlaskGroup
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionInterface
 from werkzeug.debug import DebuggedApplication
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_prodserve import backends, checks, serving, sockets
+from flask_prodserve import backends, checks, pagescan, serving, sockets, sourcescan
 from flask_prodserve.config import ServeConfig
 from flask_prodserve.converters import as_check_ids
 from flask_prodserve.errors import ConfigError
@@ -31,12 +32,23 @@ from flask_prodserve.middleware import access_logger
 from .conftest import ROOT, run_flask
 
 GOOD_KEY = secrets.token_hex(32)
+RECIPE = checks.SECRET_KEY_RECIPE
+BODY_LIMIT_FIX = (
+    'add app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024 to the app (the largest upload '
+    "you expect), or serve with --max-body-size"
+)
 STATIC = str(Path(__file__).parent / "live_apps")  # any existing folder
+NO_SOURCE = str(Path(__file__).parent / "live_apps" / "static")  # no .py file, no template
 
 
-def good_app(name: str = "demo", cls: type[Flask] = Flask, **config: Any) -> Flask:
-    """An app that passes every check, whatever the settings."""
-    app = cls(name, static_folder=STATIC, static_url_path="/static")
+def good_app(
+    name: str = "demo", cls: type[Flask] = Flask, root: str = NO_SOURCE, **config: Any
+) -> Flask:
+    """An app that passes every check, whatever the settings; its source and
+    templates are the files in ``root`` (by default, none)."""
+    app = cls(
+        name, static_folder=STATIC, static_url_path="/static", root_path=root, instance_path=root
+    )
     app.config.update(
         SECRET_KEY=GOOD_KEY,
         SESSION_COOKIE_SECURE=True,
@@ -57,13 +69,23 @@ class Setup:
     config: dict[str, Any] = field(default_factory=dict)
     wrap: Callable[[Flask], Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # the app's source and templates
 
     def run(self) -> dict[str, list[str]]:
         """The messages of each failed check, by ID."""
-        app = good_app(**self.config)
-        if self.wrap:
-            app.wsgi_app = self.wrap(app)  # type: ignore[method-assign]
-        return found(app, **self.options)
+        with tempfile.TemporaryDirectory() as root:
+            for name, text in self.files.items():
+                (Path(root) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(root) / name).write_text(text)
+            app = good_app(root=root if self.files else NO_SOURCE, **self.config)
+            if self.wrap:
+                app.wsgi_app = self.wrap(app)  # type: ignore[method-assign]
+            cwd = os.getcwd()
+            os.chdir(root)  # file names are shown relative to the app's folder
+            try:
+                return found(app, **self.options)
+            finally:
+                os.chdir(cwd)
 
 
 def found(app: Flask, **options: Any) -> dict[str, list[str]]:
@@ -74,8 +96,37 @@ def found(app: Flask, **options: Any) -> dict[str, list[str]]:
     return result
 
 
-def S(config: dict[str, Any] | None = None, wrap: Any = None, **options: Any) -> Setup:
-    return Setup(config or {}, wrap, options)
+def S(
+    config: dict[str, Any] | None = None,
+    wrap: Any = None,
+    files: dict[str, str] | None = None,
+    **options: Any,
+) -> Setup:
+    return Setup(config or {}, wrap, options, files or {})
+
+
+def with_page(html: str) -> Callable[[Flask], Any]:
+    """A wrap that adds a page ``/page`` answering ``html`` (built at run time)."""
+
+    def wrap(app: Flask) -> Any:
+        app.add_url_rule("/page", "page", lambda: html)
+        return app.wsgi_app
+
+    return wrap
+
+
+FROSHIMS = (
+    "from flask import Flask, redirect, session\n"
+    "app = Flask(__name__)\n"
+    "REGISTRANTS = {}\n"
+    "@app.route('/register', methods=['POST'])\n"
+    "def register():\n"
+    "    REGISTRANTS['a'] = 'soccer'\n"
+    "    session['name'] = 'a'\n"
+    "    return redirect('/about/')\n"
+)
+LAYOUT = '<link href="/static/x.css">\n<a href="{{ url_for(\'index\') }}">Home</a>\n'
+GOOD_LAYOUT = "<link href=\"{{ url_for('static', filename='x.css') }}\">\n"
 
 
 def debugged_admin() -> Flask:
@@ -154,6 +205,24 @@ TABLE = [
         "SESSION_COOKIE_HTTPONLY is False",
         S({"SESSION_COOKIE_HTTPONLY": False, "SECRET_KEY": None}),  # no session cookie
     ),
+    (
+        "PS206",
+        S(files={"app.py": f"app.secret_key = {GOOD_KEY!r}\n"}),
+        "SECRET_KEY is written in app.py, line 1, so anyone who can read the code",
+        S(files={"app.py": "app.secret_key = os.environ['SECRET_KEY']\n"}),
+    ),
+    (
+        "PS207",
+        S({"SECRET_KEY": None}, files={"app.py": FROSHIMS}),
+        "app.py, line 7 uses session, but SECRET_KEY is not set, so every request",
+        S(files={"app.py": FROSHIMS}),
+    ),
+    (
+        "PS207",
+        S({"SECRET_KEY": None}, files={"templates/a.html": "{{ get_flashed_messages() }}"}),
+        "templates/a.html, line 1 uses get_flashed_messages, but SECRET_KEY is not set",
+        S({"SECRET_KEY": None}, files={"templates/a.html": "{{ messages }}"}),
+    ),
     ("PS213", S({"SESSION_COOKIE_SAMESITE": None}), "SESSION_COOKIE_SAMESITE is not set", S()),
     (
         "PS301",
@@ -198,6 +267,33 @@ TABLE = [
         S(**SHOP),
     ),
     (
+        "PS505",
+        S(files={"templates/layout.html": LAYOUT}, **SHOP),
+        'templates/layout.html, line 1: href="/static/x.css" leaves the URL prefix /shop; '
+        "write href=\"{{ url_for('static', filename='x.css') }}\"",
+        S(files={"templates/layout.html": GOOD_LAYOUT}, **SHOP),
+    ),
+    (
+        "PS505",
+        S(files={"app.py": FROSHIMS}, **SHOP),
+        'app.py, line 8: redirect("/about/") leaves the URL prefix /shop; write '
+        "redirect(url_for('about'))",
+        S(files={"app.py": FROSHIMS}),  # no prefix: root-relative URLs work
+    ),
+    (
+        "PS506",
+        S(wrap=with_page('<a href="/ab' + 'out/">'), **SHOP),
+        'GET /shop/page answers with <a href="/about/">, outside the URL prefix /shop',
+        S(wrap=with_page('<a href="about/"><a href="/shop/about/">'), **SHOP),
+    ),
+    (
+        "PS601",
+        S(files={"app.py": FROSHIMS}, server="gunicorn", workers=4),
+        "REGISTRANTS in app.py, line 3 is a dict that the view register changes, but each "
+        "of the 4 worker processes (set by --workers) has its own copy",
+        S(files={"app.py": FROSHIMS}, server="gunicorn", workers=1),
+    ),
+    (
         "PS504",
         S({"SESSION_COOKIE_PATH": "/"}, **SHOP),
         "The session cookie path (from SESSION_COOKIE_PATH) is '/', outside the URL prefix",
@@ -210,7 +306,7 @@ TABLE = [
         S({"APPLICATION_ROOT": "/shop"}, **SHOP),
     ),
     (
-        "PS601",
+        "PS701",
         S(server="gunicorn", server_options={"certfile": "cert.pem"}),
         "TLS (certfile) is served by gunicorn's own worker, so gunicorn's own gthread worker "
         "serves, without flask-prodserve's request-head deadline",
@@ -244,7 +340,7 @@ def test_table_covers_every_check() -> None:
 
 def test_every_check_is_documented_in_one_line() -> None:
     for check in checks.CHECKS:
-        assert re.fullmatch(r"PS[1-6]\d\d", check.id)
+        assert re.fullmatch(r"PS[1-7]\d\d", check.id)
         assert check.title.endswith(".") and "\n" not in check.title
         assert check.fix and not check.fix.endswith(".") and "\n" not in check.fix
 
@@ -252,6 +348,13 @@ def test_every_check_is_documented_in_one_line() -> None:
 def test_a_correct_production_app_passes() -> None:
     # Public address, a proxy with its address listed, a prefix: nothing to report.
     assert found(good_app(), **PUBLIC, **SHOP) == {}
+
+
+def test_sizes_in_words() -> None:
+    assert "SECRET_KEY is only 1 byte long" in found(good_app(SECRET_KEY="x"))["PS204"]
+    limit = found(good_app(MAX_CONTENT_LENGTH=None), max_body_size=1)
+    assert "PS401" not in limit  # an explicit limit is a choice
+    assert checks.weakness("k" * 40) == ("PS203", "uses only 1 different character")
 
 
 def test_secret_keys_never_appear_in_messages() -> None:
@@ -281,7 +384,7 @@ def test_prefix_self_test_runs_no_hook_and_changes_nothing() -> None:
     app.before_request(lambda: calls.append(request.path))
     app.wsgi_app = ProxyFix(app.wsgi_app)  # type: ignore[method-assign]
     before = (dict(app.config), list(app.url_map.iter_rules()), dict(vars(app)))
-    assert found(app, **SHOP) == {}
+    assert found(app, **SHOP, ignore_checks="PS506") == {}  # PS506 runs the GET views
     assert calls == []
     assert (dict(app.config), list(app.url_map.iter_rules()), dict(vars(app))) == before
 
@@ -394,12 +497,9 @@ WAITRESS = ("serve", "--server", "waitress")
             {"SECRET_KEY": "dev", "MAX_CONTENT_LENGTH": None},
             [],
             [
-                "PS202 error: SECRET_KEY is a well-known placeholder ('dev'). Fix: use a "
-                'random key read from the environment; python -c "import secrets; '
-                'print(secrets.token_hex())" makes one.',
+                f"PS202 error: SECRET_KEY is a well-known placeholder ('dev'). Fix: {RECIPE}.",
                 "PS401 warning: MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB "
-                "are accepted. Fix: set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or "
-                "--max-body-size to the largest upload you expect.",
+                f"are accepted. Fix: {BODY_LIMIT_FIX}.",
                 "1 error, 1 warning, 0 info.",
             ],
             1,
@@ -462,9 +562,9 @@ def test_check_uses_every_source_of_settings(no_bind: None) -> None:
     assert result.exit_code == 0
     assert result.output.splitlines() == [
         "PS301 warning: TRUSTED_HOSTS is not set and the server listens on 0.0.0.0 "
-        "(FLASK_SERVE_HOST), so the app accepts any Host header. Fix: set TRUSTED_HOSTS = "
-        "['example.com'] (your domain names): Flask 3.1 then answers requests for any "
-        "other Host with 400.",
+        "(FLASK_SERVE_HOST), so the app accepts any Host header. Fix: add "
+        'app.config["TRUSTED_HOSTS"] = ["example.com"] to the app (your domain names): '
+        "Flask 3.1 then answers requests for any other Host with 400.",
         "Checked app 'demo' served by waitress on 0.0.0.0:8000: 0 errors, 1 warning, 0 info.",
     ]
 
@@ -510,8 +610,7 @@ def test_production_banner_shows_warnings(backend: FakeBackend) -> None:
     lines = result.output.splitlines()
     assert lines[-3:] == [
         " * Warning PS401: MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB are "
-        "accepted. Fix: set MAX_CONTENT_LENGTH (e.g. 16 * 1024 * 1024) or --max-body-size "
-        "to the largest upload you expect.",
+        f"accepted. Fix: {BODY_LIMIT_FIX}.",
         " * Press CTRL+C to stop",
         " * Stopped.",
     ]
@@ -526,9 +625,7 @@ def test_production_refuses_to_start_on_an_error(no_bind: None, backend: FakeBac
     assert result.output.splitlines() == [
         "Error: PS102: app.wsgi_app is Werkzeug's DebuggedApplication. "
         "Fix: remove the DebuggedApplication wrapper from app.wsgi_app.",
-        "Error: PS202: SECRET_KEY contains 'changeme', like a placeholder. Fix: use a random "
-        'key read from the environment; python -c "import secrets; print(secrets.token_hex())"'
-        " makes one.",
+        f"Error: PS202: SECRET_KEY contains 'changeme', like a placeholder. Fix: {RECIPE}.",
     ]
     assert backend.calls == []
 
@@ -574,7 +671,106 @@ def test_live_production_start_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "Error: PS202: SECRET_KEY contains 'secret', like a placeholder. Fix: use a random "
-        'key read from the environment; python -c "import secrets; print(secrets.token_hex())"'
-        " makes one."
+        f"Error: PS202: SECRET_KEY contains 'secret', like a placeholder. Fix: {RECIPE}."
     ]
+
+
+def test_fix_names_the_config_file_the_app_reads(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("app.config.from_pyfile('settings.py')\n")
+    app = good_app(root=str(tmp_path), SESSION_COOKIE_SAMESITE=None)
+    config = serving.config_for(app, {}, env={})
+    (problem,) = checks.run_checks(app, config)
+    assert problem.describe() == (
+        "SESSION_COOKIE_SAMESITE is not set, so browsers send the session cookie with requests "
+        'that other sites make. Fix: add app.config["SESSION_COOKIE_SAMESITE"] = "Lax" to the '
+        'app; or write SESSION_COOKIE_SAMESITE = "Lax" in settings.py.'
+    )
+    # What the fix says works: the line in settings.py sets the config key.
+    (tmp_path / "settings.py").write_text('SESSION_COOKIE_SAMESITE = "Lax"\n')
+    app.config.from_pyfile("settings.py")
+    assert checks.run_checks(app, config) == []
+
+
+def test_production_start_up_runs_no_view(backend: FakeBackend) -> None:
+    app = good_app()
+    calls: list[str] = []
+    app.before_request(lambda: calls.append(request.path))
+    app.add_url_rule("/page", "page", lambda: '<a href="/elsewhere">')
+    assert "PS506" in found(app, **SHOP)  # --check fetches the pages
+    calls.clear()
+    result = invoke(app, *WAITRESS, "--port", "0", "--url-prefix", "/shop")
+    assert result.exit_code == 0, result.output
+    assert calls == []
+
+
+def test_a_url_no_route_matches_gets_the_url_for_pattern(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "a.html").write_text('<a href="/logout">\n')
+    app = good_app(root=str(tmp_path))
+    config = serving.config_for(app, {"url_prefix": "/shop"}, env={})
+    target = checks.Target(app, config)
+    ((spot, better),) = target.hand_written
+    assert (spot.line, spot.text) == (1, 'href="/logout"')
+    assert better == (
+        "href=\"{{ url_for('name_of_the_view') }}\" (no route of the app matches /logout yet)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "X = []\n@app.post('/a')\ndef a():\n    X.append(1)\n", ["X list a"], id="append"
+        ),
+        pytest.param(
+            "X = {}\n@bp.route('/a')\ndef a():\n    X['k'].add(1)\n", ["X dict a"], id="nested"
+        ),
+        pytest.param(
+            "N = 0\n@app.get('/a')\ndef a():\n    global N\n    N += 1\n",
+            ["N variable a"],
+            id="global-counter",
+        ),
+        pytest.param(
+            "X = {}\n@app.get('/a')\ndef a():\n    X = {}\n    X['k'] = 1\n", [], id="local"
+        ),
+        pytest.param("X = {}\ndef setup():\n    X['k'] = 1\n", [], id="not-a-view"),
+        pytest.param(
+            "X = {}\n@app.get('/a')\ndef a():\n    return X.get('k')\n", [], id="only-read"
+        ),
+    ],
+)
+def test_shared_state_found_in_source(tmp_path: Path, source: str, expected: list[str]) -> None:
+    (tmp_path / "app.py").write_text(source)
+    app = good_app(root=str(tmp_path))
+    states = sourcescan.scan(app).shared_state
+    assert [f"{s.name} {s.kind} {' '.join(s.views)}" for s in states] == expected
+
+
+def test_server_side_sessions_need_no_key(tmp_path: Path) -> None:
+    # Flask-Session replaces the session interface: its sessions need no SECRET_KEY.
+    (tmp_path / "app.py").write_text("from flask import session\nsession['a'] = 1\n")
+    app = good_app(root=str(tmp_path), SECRET_KEY=None)
+    assert "PS207" in found(app)
+    app.session_interface = ServerSideSessions()
+    assert "PS207" not in found(app)
+
+
+class ServerSideSessions(SessionInterface):
+    """Stands for Flask-Session's interface: the session lives on the server."""
+
+
+@pytest.mark.parametrize(
+    ("url", "call"),
+    [
+        pytest.param("/", "url_for('index')", id="index"),
+        pytest.param("/about", "url_for('about')", id="slash-added"),
+        pytest.param("/static/css/a.css", "url_for('static', filename='css/a.css')", id="static"),
+        pytest.param("/quote/AAPL?n=2", "url_for('quote', symbol='AAPL', n='2')", id="args"),
+        pytest.param("/?a-b=1", "url_for('index') + '?a-b=1'", id="query-kept"),
+        pytest.param("/nowhere", None, id="no-route"),
+    ],
+)
+def test_url_for_call_rebuilds_a_hand_written_url(url: str, call: str | None) -> None:
+    app = good_app()
+    app.add_url_rule("/quote/<symbol>", "quote", lambda symbol: symbol)
+    assert pagescan.url_for_call(app, url) == call

@@ -7,6 +7,7 @@ import re
 import socket
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 import flask_prodserve
-from flask_prodserve import ProdServe, backends
+from flask_prodserve import ProdServe, backends, sockets
 from flask_prodserve.config import OPTIONS, ServeConfig
 from flask_prodserve.middleware import access_logger
 
@@ -59,8 +60,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+NO_SOURCE = str(Path(__file__).parent / "live_apps" / "static")  # no .py file, no template
+
+
 def make_app(**config: Any) -> Flask:
-    app = Flask("demo")
+    app = Flask("demo", root_path=NO_SOURCE, instance_path=NO_SOURCE)
     app.config.update(config)
     return app
 
@@ -108,7 +112,7 @@ def test_print_config_shows_values_and_sources(fake_backend: FakeBackend) -> Non
             ["--port", "eighty"],
             {},
             re.escape(
-                "Invalid value for '--port': expected a whole "
+                "Invalid value for '--port' / '-p': expected a whole "
                 "number from 0 to 65535, like 8000 (got 'eighty')."
             ),
             id="bad-port",
@@ -220,7 +224,7 @@ def test_gunicorn_on_windows_is_one_line(monkeypatch: pytest.MonkeyPatch) -> Non
         "Error: --server: gunicorn does not run on Windows; use waitress (or auto)."
     ]
     auto = invoke(make_app(), "serve", "--print-config")
-    assert re.search(r"waitress +auto: gunicorn does not run on Windows", auto.output)
+    assert re.search(r"waitress +auto: gunicorn does not run on\s+Windows", auto.output)
 
 
 def test_no_app_is_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,32 +278,138 @@ def test_debugger_on_a_public_address_warns(fake_backend: FakeBackend) -> None:
 
 def test_python_entry_point_serves_like_the_cli(fake_backend: FakeBackend) -> None:
     app = make_app()
-    with pytest.raises(SystemExit) as info:
-        flask_prodserve.serve(app, port=0, url_prefix="x")
-    assert info.value.code == 0
+    assert flask_prodserve.serve(app, port=0, url_prefix="x") == 0
     (config,) = fake_backend.calls
     assert (config.mode, config.url_prefix) == ("prod", "/x")
     assert config.origins["port"].label == "serve(port=...)"
 
 
-def test_python_entry_point_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        flask_prodserve.serve(make_app(), port="x")
-    assert info.value.code == 1
-    assert capsys.readouterr().err == (
-        "Error: serve(port=...): expected a whole number from 0 to 65535, like 8000 (got 'x').\n"
-    )
+def test_python_entry_point_returns_the_backend_status(fake_backend: FakeBackend) -> None:
+    fake_backend.status = 3
+    assert flask_prodserve.serve(make_app(), port=0) == 3
 
 
-def test_python_entry_point_refuses_debug_config_in_production(
-    fake_backend: FakeBackend, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param(
+            {"debug": True},
+            ("dev", "werkzeug", 5000, True, True),
+            id="debug-true-is-the-dev-server",
+        ),
+        pytest.param(
+            {"debug": True, "use_reloader": False, "use_debugger": False},
+            ("dev", "werkzeug", 5000, False, False),
+            id="app-run-names",
+        ),
+        pytest.param(
+            {"debug": False, "host": "0.0.0.0", "port": 8080},
+            ("prod", "waitress", 8080, False, False),
+            id="app-run-host-and-port",
+        ),
+    ],
+)
+def test_python_entry_point_takes_app_run_names(
+    fake_backend: FakeBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    expected: tuple[Any, ...],
 ) -> None:
+    monkeypatch.setattr(sockets, "bind", lambda *a, **k: socket.socket())
+    monkeypatch.setenv("FLASK_SERVE_SERVER", "waitress")
+    assert flask_prodserve.serve(make_app(), **options) == 0
+    (config,) = fake_backend.calls
+    assert (config.mode, config.server, config.port, config.reload, config.debugger) == expected
+    if "use_reloader" in options:
+        assert config.origins["reload"].label == "serve(use_reloader=...)"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {"port": "x"},
+            "serve(port=...): expected a whole number from 0 to 65535, like 8000 (got 'x').",
+            id="bad-value",
+        ),
+        pytest.param(
+            {"prot": 8080},
+            "serve(prot=...): unknown option; did you mean port? (got 8080).",
+            id="typo",
+        ),
+        pytest.param(
+            {"debug": True, "mode": "prod"},
+            "serve(mode=...): the app's debug flag is on, and production must never run the "
+            "debugger; turn debug off (drop --debug / FLASK_DEBUG / DEBUG=True) or serve with "
+            "--dev.",
+            id="debug-with-prod",
+        ),
+    ],
+)
+def test_python_entry_point_raises_for_a_bad_option(
+    fake_backend: FakeBackend, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(flask_prodserve.ConfigError) as info:
+        flask_prodserve.serve(make_app(), **options)
+    assert str(info.value) == message
+    assert fake_backend.calls == []
+
+
+def test_python_entry_point_refuses_debug_config_in_production(fake_backend: FakeBackend) -> None:
     # From Python, DEBUG=True in the config is the debug flag (the flask
     # command would replace it with FLASK_DEBUG).
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(
+        flask_prodserve.ConfigError, match=r"^serve\(mode=\.\.\.\): the app's debug"
+    ):
         flask_prodserve.serve(make_app(DEBUG=True), mode="prod")
-    assert info.value.code == 1
-    assert capsys.readouterr().err.startswith(
-        "Error: serve(mode=...): the app's debug flag is on, and production must never run"
-    )
     assert fake_backend.calls == []
+
+
+def test_short_options_as_in_flask_run(fake_backend: FakeBackend) -> None:
+    result = invoke(make_app(), "serve", "-h", "0.0.0.0", "-p", "8081", "--print-config")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:]}
+    assert (rows["host"], rows["port"]) == ("0.0.0.0", "8081")
+    assert invoke(make_app(), "serve", "--help").output.count("-h, --host ADDRESS") == 1
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "line"),
+    [
+        pytest.param("1", "1", " * Workers: 1 process x 1 thread", id="one"),
+        pytest.param("3", "8", " * Workers: 3 processes x 8 threads", id="several"),
+    ],
+)
+def test_banner_counts_in_words(
+    fake_backend: FakeBackend, workers: str, threads: str, line: str
+) -> None:
+    args = ["--server", "gunicorn", "--workers", workers, "--threads", threads, "--port", "0"]
+    result = invoke(make_app(SECRET_KEY=None), "serve", *args)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2] == line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"PORT": "10000", "WEB_CONCURRENCY": "3"}, id="paas"),
+    ],
+)
+def test_print_config_fits_80_columns(env: dict[str, str]) -> None:
+    result = invoke(make_app(), "serve", "--server", "gunicorn", "--print-config", env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert len(lines) > len(OPTIONS)  # a long reason continues on the next line
+
+
+def test_print_config_in_dev_mode_lists_what_the_dev_server_uses() -> None:
+    result = invoke(make_app(), "--debug", "serve", "--print-config")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0] for line in result.output.splitlines()[1:] if line[2] != " "}
+    assert {"host", "port", "url_prefix", "reload", "debugger"} <= rows
+    assert not rows & {"workers", "threads", "timeout", "access_log", "Not"} - {"Not"}
+    note = " ".join(result.output.split("Not used by the dev server (see --prod):")[1].split())
+    assert note.startswith("workers, threads, timeout, keepalive,")
+    assert "access_log," in note

@@ -66,14 +66,14 @@ def test_an_untested_gunicorn_serves_with_its_own_worker_and_says_so(
     path = fake_release(tmp_path, "99.0")
     server = live_server(serve_args("gunicorn", "--workers", "1"), env={"PYTHONPATH": path})
     assert server.get_json("/echo/x")["SERVER_SOFTWARE"].startswith("gunicorn/")
-    lines = [line for line in server.log.splitlines() if "PS601" in line]
+    lines = [line for line in server.log.splitlines() if "PS701" in line]
     assert len(lines) == 1, server.log
     assert lines[0].startswith(
-        " * Warning PS601: gunicorn 99.0 is outside the versions flask-prodserve was tested "
+        " * Warning PS701: gunicorn 99.0 is outside the versions flask-prodserve was tested "
         "with (gunicorn>=23.0,<28), so gunicorn's own gthread worker serves"
     )
     assert "Fix: put nginx in front" in lines[0]
     report = run_flask(
         ROOT, *ECHO, "serve", "--prod", "--server", "gunicorn", "--check", env={"PYTHONPATH": path}
     )
-    assert "PS601 warning: gunicorn 99.0 is outside the versions" in report.stdout, report
+    assert "PS701 warning: gunicorn 99.0 is outside the versions" in report.stdout, report

@@ -114,7 +114,10 @@ def test_gunicorn_uses_several_workers(live_server: Any) -> None:
 def test_no_app_found_is_one_line(live_server: Any) -> None:
     server = live_server(["--app", "no_such_module_xyz", "serve"], wait=False)
     assert server.proc.wait(30) == 1
-    assert server.log.strip().splitlines() == ["Error: Could not import 'no_such_module_xyz'."]
+    (line,) = server.log.strip().splitlines()
+    # The modules in the folder it ran in (the repository) are listed.
+    assert line.startswith("Error: Could not import 'no_such_module_xyz'. Python files here: ")
+    assert "example_app/, " in line
 
 
 def test_bad_env_value_names_the_variable(live_server: Any) -> None:

@@ -87,7 +87,12 @@ def signature(option: Option) -> str:
         return f"{option.flag}, --no-{option.flag[2:]}"
     if option.choices:
         return f"{option.flag} {{{','.join(option.choices)}}}"
-    return f"{option.flag} {option.metavar or 'VALUE'}"
+    value = option.metavar or "VALUE"
+    return (
+        f"{option.short} {value}, {option.flag} {value}"
+        if option.short
+        else f"{option.flag} {value}"
+    )
 
 
 _NOT_A_VALUE = object()

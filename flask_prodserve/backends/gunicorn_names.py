@@ -27,7 +27,7 @@ names it relies on, unchanged in every release from 23.0 to 27.0:
 
 Outside :data:`TESTED`, ``flask serve`` runs gunicorn's own ``gthread``
 worker instead (see :func:`worker_fallback`): it serves, without the
-protections of ours, and the start-up check ``PS601`` says so.
+protections of ours, and the start-up check ``PS701`` says so.
 """
 
 from __future__ import annotations
