@@ -12,6 +12,7 @@ import json
 import random
 import select
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -450,6 +451,17 @@ def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
 
 
 # --- 7. every kind of response on one kept-alive connection ----------------
+
+
+def test_a_client_gone_during_its_response_is_no_error(server: LiveServer) -> None:
+    with RawClient(server.host, server.port) as client:
+        client.send(request("GET", "/stream", HOST))
+        assert client.sock.recv(100).startswith(b"HTTP/1.1 200")
+        # Closed with a reset while the body streams: the next write fails.
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1.5)
+    assert_still_serving(server)
+    assert "Traceback" not in server.log and "Error handling request" not in server.log
 
 
 def test_every_kind_of_response_on_one_kept_alive_connection(

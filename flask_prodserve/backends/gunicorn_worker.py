@@ -480,6 +480,8 @@ class GatedWorker(Worker):
                 if close is not None:
                     close()
             return resp
+        except OSError:
+            raise  # the client went away: no error to log or answer (see _serve)
         except Exception:
             if resp is not None and resp.headers_sent:
                 # Too late for an error response: the connection is all we can end.

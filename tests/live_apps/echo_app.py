@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
 
 from flask import Flask, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -49,6 +50,16 @@ def login() -> ResponseReturnValue:
 def sleep() -> ResponseReturnValue:
     time.sleep(float(request.args.get("s", "1")))
     return f"slept in {os.getpid()}"
+
+
+@app.route("/stream")
+def stream() -> ResponseReturnValue:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 65536
+            time.sleep(0.05)
+
+    return app.response_class(chunks(), mimetype="application/octet-stream")
 
 
 @app.route("/boom")
