@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .sizes import parse_size
+
 Converter = Callable[[Any], Any]
 
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -141,10 +143,6 @@ def as_mapping(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.I)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
 def as_size(low: int, high: int, example: str) -> Converter:
     """A size in bytes: a whole number, or one with a K, M or G suffix (powers of 1024)."""
     hint = f"expected a size in bytes from {low} to {high}, like {example} (K, M, G allowed)"
@@ -152,14 +150,10 @@ def as_size(low: int, high: int, example: str) -> Converter:
     def convert(value: Any) -> int:
         if isinstance(value, bool):
             raise ValueError(hint)
-        if isinstance(value, int):
-            number = value
-        else:
-            match = _SIZE.match(value) if isinstance(value, str) else None
-            if match is None:
-                raise ValueError(hint)
-            number = int(match.group(1)) * _UNITS[match.group(2).lower()]
-        if not low <= number <= high:
+        number = value if isinstance(value, int) else None
+        if isinstance(value, str):
+            number = parse_size(value)
+        if number is None or not low <= number <= high:
             raise ValueError(hint)
         return number
 

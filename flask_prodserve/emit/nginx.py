@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from ..errors import NO_VALUE, ConfigError
+from ..sizes import nginx_size
 from .common import AppFacts, Emitted, serve_args, serve_command, slug
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def _server_block(
         "    server_name _;  # your domain name(s)",
         "",
         "    # The largest body the app accepts (max_body_size); nginx answers 413 above it.",
-        f"    client_max_body_size {_nginx_size(config.max_body_size)};",
+        f"    client_max_body_size {nginx_size(config.max_body_size)};",
         "",
         "    # When an instance is down or stopping, retry on the next one. nginx never",
         "    # retries a POST, PATCH or LOCK once sent ('non_idempotent' is not given).",
@@ -133,13 +134,6 @@ def _server_block(
         *_app_location(upstream, prefix, strip=strip),
         "}",
     ]
-
-
-def _nginx_size(size: int) -> str:
-    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
 
 
 def _health_locations(path: str, upstream: str) -> list[str]:
