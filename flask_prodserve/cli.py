@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 from flask.cli import NoAppException, ScriptInfo, pass_script_info
 
-from . import checks, emit, serving
+from . import checks, deployfiles, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -110,7 +110,7 @@ app.config > ProdServe(...) > default.
 @_generated_options
 @click.option(
     "--emit",
-    type=click.Choice(emit.KINDS, case_sensitive=False),
+    type=click.Choice(deployfiles.KINDS, case_sensitive=False),
     help="Print a deployment file for these settings to stdout, then exit.",
 )
 @click.option(
@@ -302,9 +302,9 @@ def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int
 def _emit(info: ScriptInfo, app: Flask, config: ServeConfig, kind: str, strip_prefix: str) -> None:
     """Print the ``kind`` file for ``config``; warnings go to stderr, one line each."""
     app_import = info.app_import_path or app.import_name
-    facts = emit.app_facts(app, app_import, shlex.join(_command_words(app_import)))
+    facts = deployfiles.app_facts(app, app_import, shlex.join(_command_words(app_import)))
     try:
-        result = emit.emit(kind, config, facts, strip_prefix=strip_prefix)
+        result = deployfiles.render(kind, config, facts, strip_prefix=strip_prefix)
     except ProdServeError as exc:
         raise click.ClickException(str(exc)) from None
     for warning in result.warnings:
@@ -329,7 +329,7 @@ def _command_words(app_import: str) -> list[str]:
             words += [
                 w
                 for v in (value if param.multiple else [value])
-                for w in (param.opts[0], emit.option_text(v))
+                for w in (param.opts[0], deployfiles.option_text(v))
             ]
     return words
 
