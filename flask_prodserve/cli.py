@@ -32,20 +32,6 @@ if TYPE_CHECKING:
     from .config import ServeConfig
 
 
-class _OptionType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
-    """A click type that converts with the option's own converter."""
-
-    def __init__(self, option: Option) -> None:
-        self.option = option
-        self.name = option.metavar.lower() or "value"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return self.option.convert(value)
-        except ValueError as exc:
-            self.fail(f"{exc} (got {value!r}).", param, ctx)
-
-
 class _OneLineUsageError(click.UsageError):
     """A usage error shown as one line, without click's usage block."""
 
@@ -78,12 +64,9 @@ def _click_option(option: Option) -> Callable[[Any], Any]:
     if option.is_flag:
         decls = f"{option.flag}/--no-{option.flag[2:]}"
         return click.option(decls, option.name, **common)
-    kind: click.ParamType = (  # type: ignore[type-arg,unused-ignore]
-        click.Choice(option.choices, case_sensitive=False)
-        if option.choices
-        else _OptionType(option)
+    return click.option(
+        option.flag, option.name, type=option.type, metavar=option.metavar, **common
     )
-    return click.option(option.flag, option.name, type=kind, metavar=option.metavar, **common)
 
 
 def _generated_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,7 +98,7 @@ app.config > ProdServe(...) > default.
 )
 @click.option(
     "--nginx-strip-prefix",
-    type=_OptionType(OPTION_BY_NAME["url_prefix"]),
+    type=OPTION_BY_NAME["url_prefix"].type,
     metavar="PATH",
     help="With --emit nginx: nginx serves the app under PATH and strips it, sending "
     "X-Forwarded-Prefix (the app then runs without url_prefix).",
