@@ -18,14 +18,14 @@ from click.testing import CliRunner, Result
 from flask import Flask
 from flask.cli import FlaskGroup
 
+from bench.nginx_harness import ECHO_APP, nginx_test
 from flask_prodserve import deployfiles
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.converters import as_addresses
 from flask_prodserve.deployfiles import AppFacts
 from flask_prodserve.errors import ConfigError
 
-from .conftest import ROOT
-from .nginx_harness import ECHO_APP, nginx_test
+from .helpers import ROOT, needs_nginx
 
 LINUX = Facts(debug=False, platform="linux", cpus=2, gunicorn_importable=True)
 STATIC = str(ROOT / "tests" / "live_apps" / "static")
@@ -78,6 +78,7 @@ NGINX_VARIANTS = [
 ]
 
 
+@needs_nginx
 @pytest.mark.parametrize(("cli", "strip"), NGINX_VARIANTS)
 def test_nginx_file_passes_nginx_t(tmp_path: Path, cli: dict[str, Any], strip: str) -> None:
     result = nginx_test(render("nginx", strip=strip, **cli).text, tmp_path)
@@ -85,6 +86,7 @@ def test_nginx_file_passes_nginx_t(tmp_path: Path, cli: dict[str, Any], strip: s
     assert "test is successful" in result.stderr
 
 
+@needs_nginx
 def test_nginx_file_without_static_folder_passes_nginx_t(tmp_path: Path) -> None:
     facts = AppFacts(**{**FACTS.__dict__, "static_folder": None})
     text = render("nginx", facts).text
