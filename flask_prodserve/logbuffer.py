@@ -31,14 +31,15 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     :meth:`close` writes what is pending and stops the writer thread.
 
     Not :class:`logging.handlers.QueueHandler` with a ``QueueListener``: head to
-    head under waitress with 32 threads (``GET /`` of ``bench/bench_app.py``,
+    head under waitress with 32 threads (``bench/loghandler.py``: ``GET /``,
     ``wrk -t1 -c32``, 10 rounds of 5 s runs in the order A B B A, both servers
-    started afresh each round; 95 % intervals; a shared 2-CPU VM with a load
-    average of 2 to 6 from other work), the standard pair served 18 %
-    fewer requests/s (ratio 0.82, 0.77-0.88: 2644 against 3221 req/s) with a
-    higher p99 latency (31.9 against 28.8 ms, ratio 1.11, 1.01-1.23). Each line
-    costs it a ``LogRecord``, a queue put that wakes the listener thread, and a
-    write from that thread; here a line costs one ``deque.append``.
+    started afresh each round; a shared 2-CPU VM with a load average of 2 to 5
+    from other work), the standard pair served 16 % fewer requests/s (2869
+    against 3407 req/s; ratio 0.84, 95 % interval 0.81-0.87; an earlier run of
+    the same: 0.82, 0.77-0.88) with a higher p99 latency (28.9 against 25.3 ms;
+    ratio 1.14, 1.08-1.20). Each line costs it a ``LogRecord``, a queue put
+    that wakes the listener thread, and a write from that thread; here a line
+    costs one ``deque.append``.
     """
 
     def __init__(self, stream: TextIO, interval: float = 0.2, max_lines: int = 1000) -> None:
