@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-# Re-exported for the modules that still import them from here.
-from .helpers import PROD_BACKENDS, ROOT, LiveServer, run_flask
+# test_wire_gunicorn.py and test_wire_waitress.py still import it from here.
+from .helpers import LiveServer
 
-__all__ = ["PROD_BACKENDS", "ROOT", "LiveServer", "run_flask"]
+__all__ = ["LiveServer"]
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 needs_gunicorn = pytest.mark.skipif(
-    find_spec("gunicorn") is None, reason="gunicorn is not installed (it does not run on Windows)"
+    find_spec("gunicorn") is None,
+    reason="gunicorn is not installed (pip install gunicorn; it does not run on Windows)",
 )
 # In CI a missing nginx stays an error (scripts/test.sh installs it): the tests must run there.
 needs_nginx = pytest.mark.skipif(
