@@ -2,7 +2,7 @@
 
 Two ``flask serve --prod`` instances run behind the nginx file that
 ``flask serve --emit nginx`` prints (nginx as an ordinary process on loopback,
-see ``tests/nginx_harness.py``). A client sends a GET through nginx every
+see ``bench/nginx_harness.py``). A client sends a GET through nginx every
 10 ms, each on a new connection, while:
 
 - **kill**: one instance is killed with SIGKILL, requests in flight included;
@@ -28,8 +28,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.conftest import LiveServer  # noqa: E402
-from tests.nginx_harness import (  # noqa: E402
+from bench.liveserver import LiveServer  # noqa: E402
+from bench.nginx_harness import (  # noqa: E402
     Nginx,
     Stats,
     emit_nginx,

@@ -36,6 +36,7 @@ from .errors import ConfigError, ProdServeError
 from .pagescan import hand_written_urls
 from .pagetest import leaving_links
 from .prefixtest import PrefixFailure, prefix_self_test
+from .sizes import human_size
 from .sockets import is_loopback
 
 if TYPE_CHECKING:
@@ -409,15 +410,8 @@ def _no_body_limit(t: Target) -> Iterator[str]:
     if default and t.app.config.get("MAX_CONTENT_LENGTH") is None:
         yield (
             "MAX_CONTENT_LENGTH is not set, so request bodies up to "
-            f"{_size(t.config.max_body_size)} are accepted"
+            f"{human_size(t.config.max_body_size)} are accepted"
         )
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor} {unit}"
-    return f"{n} byte{'s' * (n != 1)}"
 
 
 # -- 5xx URL prefix self-test ----------------------------------------------------------

@@ -19,7 +19,7 @@ import click
 from click.core import ParameterSource
 from flask.cli import ScriptInfo, pass_script_info
 
-from . import checks, emit, loaderrors, serving
+from . import checks, deployfiles, loaderrors, serving
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -31,20 +31,6 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .config import ServeConfig
-
-
-class _OptionType(click.ParamType):  # type: ignore[type-arg,unused-ignore]
-    """A click type that converts with the option's own converter."""
-
-    def __init__(self, option: Option) -> None:
-        self.option = option
-        self.name = option.metavar.lower() or "value"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return self.option.convert(value)
-        except ValueError as exc:
-            self.fail(f"{exc} (got {value!r}).", param, ctx)
 
 
 class _OneLineUsageError(click.UsageError):
@@ -77,14 +63,10 @@ def _click_option(option: Option) -> Callable[[Any], Any]:
     if option.multiple:  # click gives () when absent: "not given" must stay None
         common.update(multiple=True, callback=lambda ctx, param, value: value or None)
     if option.is_flag:
-        return click.option(f"{option.flag}/--no-{option.flag[2:]}", option.name, **common)
-    kind: click.ParamType = (  # type: ignore[type-arg,unused-ignore]
-        click.Choice(option.choices, case_sensitive=False)
-        if option.choices
-        else _OptionType(option)
-    )
-    decls = [option.flag, option.short] if option.short else [option.flag]
-    return click.option(*decls, option.name, type=kind, metavar=option.metavar, **common)
+        decls = f"{option.flag}/--no-{option.flag[2:]}"
+        return click.option(decls, option.name, **common)
+    flags = [option.flag, option.short] if option.short else [option.flag]
+    return click.option(*flags, option.name, type=option.type, metavar=option.metavar, **common)
 
 
 def _generated_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,12 +93,12 @@ app.config > ProdServe(...) > default.
 @_generated_options
 @click.option(
     "--emit",
-    type=click.Choice(emit.KINDS, case_sensitive=False),
+    type=click.Choice(deployfiles.KINDS, case_sensitive=False),
     help="Print a deployment file for these settings to stdout, then exit.",
 )
 @click.option(
     "--nginx-strip-prefix",
-    type=_OptionType(OPTION_BY_NAME["url_prefix"]),
+    type=OPTION_BY_NAME["url_prefix"].type,
     metavar="PATH",
     help="With --emit nginx: nginx serves the app under PATH and strips it, sending "
     "X-Forwarded-Prefix (the app then runs without url_prefix).",
@@ -349,9 +331,9 @@ def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int
 def _emit(info: ScriptInfo, app: Flask, config: ServeConfig, kind: str, strip_prefix: str) -> None:
     """Print the ``kind`` file for ``config``; warnings go to stderr, one line each."""
     app_import = info.app_import_path or app.import_name
-    facts = emit.app_facts(app, app_import, shlex.join(_command_words(app_import)))
+    facts = deployfiles.app_facts(app, app_import, shlex.join(_command_words(app_import)))
     try:
-        result = emit.emit(kind, config, facts, strip_prefix=strip_prefix)
+        result = deployfiles.render(kind, config, facts, strip_prefix=strip_prefix)
     except ProdServeError as exc:
         raise click.ClickException(str(exc)) from None
     for warning in result.warnings:
@@ -376,7 +358,7 @@ def _command_words(app_import: str) -> list[str]:
             words += [
                 w
                 for v in (value if param.multiple else [value])
-                for w in (param.opts[0], emit.option_text(v))
+                for w in (param.opts[0], deployfiles.option_text(v))
             ]
     return words
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+import click
+
 from . import converters as c
 from .errors import NO_VALUE, ConfigError
 from .proxy import ProxyTrust, as_proxy
@@ -70,14 +72,18 @@ class Option:
 
     name: str
     help: str
-    convert: c.Converter
+    # Converts a flag's value, a variable's or a config value.
+    type: click.ParamType  # type: ignore[type-arg,unused-ignore]
     default: Default
     metavar: str = ""
-    choices: tuple[str, ...] = ()
     is_flag: bool = False
     multiple: bool = False  # the flag may be repeated
     short: str = ""  # a one-letter flag, where ``flask run`` has the same one
     production: bool = False  # only production servers use it; the dev server does not
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.type.choices) if isinstance(self.type, click.Choice) else ()
 
     @property
     def flag(self) -> str:
@@ -176,26 +182,29 @@ OPTIONS: tuple[Option, ...] = (
         "mode",
         "dev: Werkzeug's server with reloader and debugger; prod: a production "
         "server. auto: dev when the app's debug flag is on, else prod.",
-        c.as_choice("auto", "dev", "prod"),
+        c.OneOf("auto", "dev", "prod"),
         _const("auto"),
-        choices=("auto", "dev", "prod"),
     ),
     Option(
         "server",
         "Production server. auto: gunicorn on Linux/macOS when installed, "
         "else waitress (always waitress on Windows).",
-        c.as_choice("auto", "gunicorn", "waitress"),
+        c.OneOf("auto", "gunicorn", "waitress"),
         _const("auto"),
-        choices=("auto", "gunicorn", "waitress"),
     ),
     Option(
-        "host", "Address to listen on.", c.as_host, _default_host, metavar="ADDRESS", short="-h"
+        "host",
+        "Address to listen on.",
+        c.Parsed(c.as_host),
+        _default_host,
+        metavar="ADDRESS",
+        short="-h",
     ),
     Option(
         "port",
         "Port to listen on (0 picks a free one). Default: $PORT if set, "
         "else 5000 in dev and 8000 in prod.",
-        c.as_int(0, 65535, 8000),
+        c.WholeNumber(0, 65535, 8000),
         _default_port,
         metavar="PORT",
         short="-p",
@@ -203,7 +212,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "workers",
         "Worker processes (gunicorn). Default: $WEB_CONCURRENCY, else two per usable CPU.",
-        c.as_int(1, 1024, 4),
+        c.WholeNumber(1, 1024, 4),
         _default_workers,
         metavar="N",
         production=True,
@@ -211,7 +220,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "threads",
         "Threads per worker process. Default: 8 (gunicorn), 32 (waitress).",
-        c.as_int(1, 1024, 16),
+        c.WholeNumber(1, 1024, 16),
         _default_threads,
         metavar="N",
         production=True,
@@ -219,7 +228,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "url_prefix",
         "Serve the app under this path, e.g. /app. Outside it, clients get a 404.",
-        c.as_url_prefix,
+        c.Parsed(c.as_url_prefix),
         _const(""),
         metavar="PATH",
     ),
@@ -228,7 +237,7 @@ OPTIONS: tuple[Option, ...] = (
         "Trusted proxy hops in front of this server, optionally with their "
         "addresses: 1 (any peer), 1,127.0.0.1. Their X-Forwarded-* headers set the "
         "client address, scheme, host and prefix. Default 0: trust none.",
-        as_proxy,
+        c.Parsed(as_proxy),
         _const(ProxyTrust()),
         metavar="N[,ADDR...]",
     ),
@@ -236,7 +245,7 @@ OPTIONS: tuple[Option, ...] = (
         "upstream",
         "Instances behind the nginx file that --emit nginx prints: host:port, "
         "repeatable. Default: this server's address.",
-        c.as_addresses,
+        c.Parsed(c.as_addresses),
         _default_upstream,
         metavar="HOST:PORT",
         multiple=True,
@@ -245,7 +254,7 @@ OPTIONS: tuple[Option, ...] = (
         "timeout",
         "Seconds a request may go without progress (a client that stops sending "
         "its body, a silent gunicorn worker) before it is abandoned.",
-        c.as_int(1, 86400, 30),
+        c.WholeNumber(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
         production=True,
@@ -253,7 +262,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "keepalive",
         "Seconds an idle keep-alive connection is kept open (production).",
-        c.as_int(1, 3600, 5),
+        c.WholeNumber(1, 3600, 5),
         _const(5),
         metavar="SECONDS",
         production=True,
@@ -262,7 +271,7 @@ OPTIONS: tuple[Option, ...] = (
         "header_timeout",
         "Seconds a client has to send a request's line and headers; slower "
         "clients are disconnected (production).",
-        c.as_int(1, 3600, 10),
+        c.WholeNumber(1, 3600, 10),
         _const(10),
         metavar="SECONDS",
         production=True,
@@ -271,14 +280,14 @@ OPTIONS: tuple[Option, ...] = (
         "max_body_size",
         "Largest request body accepted; larger ones get 413, with or without "
         "Content-Length. Default: the app's MAX_CONTENT_LENGTH, else 1 GiB.",
-        c.as_size(1, 1024**4, "10M"),
+        c.Parsed(c.as_size(1, 1024**4, "10M")),
         _default_body_size,
         metavar="BYTES",
     ),
     Option(
         "max_header_size",
         "Largest request line plus headers, in bytes (production); larger get 431.",
-        c.as_size(1024, 16 * 1024**2, "64K"),
+        c.Parsed(c.as_size(1024, 16 * 1024**2, "64K")),
         _const(64 * 1024),
         metavar="BYTES",
         production=True,
@@ -286,7 +295,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_header_count",
         "Most header fields in one request (production).",
-        c.as_int(1, 32768, 100),
+        c.WholeNumber(1, 32768, 100),
         _const(100),
         metavar="N",
         production=True,
@@ -294,7 +303,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_request_line",
         "Longest request line (method, URL, protocol) in bytes (production).",
-        c.as_int(256, 8190, 8190),
+        c.WholeNumber(256, 8190, 8190),
         _const(8190),
         metavar="BYTES",
         production=True,
@@ -302,7 +311,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "backlog",
         "Connections the kernel may queue before the server accepts them.",
-        c.as_int(1, 65535, 2048),
+        c.WholeNumber(1, 65535, 2048),
         _const(2048),
         metavar="N",
     ),
@@ -310,7 +319,7 @@ OPTIONS: tuple[Option, ...] = (
         "graceful_timeout",
         "Seconds in-flight requests get to finish after SIGTERM or Ctrl+C; "
         "past that they are cut and the exit status is 5.",
-        c.as_int(0, 86400, 30),
+        c.WholeNumber(0, 86400, 30),
         _const(30),
         metavar="SECONDS",
         production=True,
@@ -318,7 +327,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "access_log",
         "Log one line per request (production).",
-        c.as_bool,
+        c.BOOL,
         _const(True),
         is_flag=True,
         production=True,
@@ -327,7 +336,7 @@ OPTIONS: tuple[Option, ...] = (
         "access_log_format",
         "combined (Apache style plus seconds taken), json (one object per line), "
         "or a template such as '{remote_addr} {status} {path}'.",
-        c.as_log_format,
+        c.Parsed(c.as_log_format),
         _const("combined"),
         metavar="FORMAT",
         production=True,
@@ -335,7 +344,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "access_log_file",
         "Where access lines go: - for stdout, or a file path.",
-        str,
+        click.STRING,
         _const("-"),
         metavar="PATH",
         production=True,
@@ -344,7 +353,7 @@ OPTIONS: tuple[Option, ...] = (
         "health_path",
         "Answer this path (e.g. /healthz) with 200 outside the app, for load "
         "balancers; PATH/ready also runs the @prodserve.ready checks. Off by default.",
-        c.as_url_prefix,  # the same normalisation: "healthz" -> "/healthz", "" = off
+        c.Parsed(c.as_url_prefix),  # the same normalisation: "healthz" -> "/healthz", "" = off
         _const(""),
         metavar="PATH",
     ),
@@ -352,7 +361,7 @@ OPTIONS: tuple[Option, ...] = (
         "max_requests",
         "Restart a worker after this many requests, to contain memory leaks "
         "(gunicorn only). 0: never.",
-        c.as_int(0, 10**9, 1000),
+        c.WholeNumber(0, 10**9, 1000),
         _const(0),
         metavar="N",
         production=True,
@@ -361,7 +370,7 @@ OPTIONS: tuple[Option, ...] = (
         "max_requests_jitter",
         "Add up to this many requests at random to max_requests, so workers do "
         "not all restart at once.",
-        c.as_int(0, 10**9, 50),
+        c.WholeNumber(0, 10**9, 50),
         _const(0),
         metavar="N",
         production=True,
@@ -370,7 +379,7 @@ OPTIONS: tuple[Option, ...] = (
         "server_options",
         "Raw options for the chosen server, as a JSON object, checked against "
         "its own option names, e.g. '{\"worker_connections\": 500}'.",
-        c.as_mapping,
+        c.Parsed(c.as_mapping),
         _const({}),
         metavar="JSON",
         production=True,
@@ -379,21 +388,21 @@ OPTIONS: tuple[Option, ...] = (
         "ignore_checks",
         "Production-readiness checks to skip, by ID (e.g. PS303,PS401): "
         "'flask serve --check' lists the problems found, each with its ID.",
-        c.as_check_ids,
+        c.Parsed(c.as_check_ids),
         _const(""),
         metavar="IDS",
     ),
     Option(
         "reload",
         "Restart when code changes (dev mode only). Default: follows the debug flag.",
-        c.as_bool,
+        c.BOOL,
         _follows_debug,
         is_flag=True,
     ),
     Option(
         "debugger",
         "Interactive debugger in the browser (dev mode only). Default: follows the debug flag.",
-        c.as_bool,
+        c.BOOL,
         _follows_debug,
         is_flag=True,
     ),
@@ -443,9 +452,9 @@ class ServeConfig:
 
 def _convert(option: Option, value: Any, label: str) -> Any:
     try:
-        return option.convert(value)
-    except ValueError as exc:
-        raise ConfigError(label, value, str(exc)) from None
+        return option.type.convert(value, None, None)
+    except click.BadParameter as exc:
+        raise ConfigError(label, value, exc.message) from None
 
 
 def _suggest(name: str, known: list[str]) -> str:

@@ -1,9 +1,17 @@
-"""Converters for option values.
+"""The types of option values: click's own where one fits, ours for the rest.
 
-Each converter accepts either a string (from the command line or the
-environment) or a native Python value (from ``app.config`` or
-``ProdServe(...)``), and raises :class:`ValueError` with a message that
-completes the sentence "expected ..." when the value does not fit.
+Each type converts a string (from the command line or the environment) or a
+native Python value (from ``app.config`` or ``ProdServe(...)``). Booleans,
+whole numbers and choices are click's :data:`~click.BOOL`,
+:class:`~click.IntRange` and :class:`~click.Choice`, taught the native values
+and our messages. Sizes, addresses, prefixes and the rest are functions that
+raise :class:`ValueError` with a message completing the sentence "expected
+...", made click types by :class:`Parsed`.
+
+A failure outside click (``param`` is ``None``: the resolver converting an
+environment or config value) says only what was expected, because the
+resolver names the setting and the value; on the command line the value is
+added here.
 """
 
 from __future__ import annotations
@@ -11,58 +19,100 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-Converter = Callable[[Any], Any]
+import click
 
-_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
-_FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
-
-
-def as_bool(value: Any) -> bool:
-    """``True``/``False`` or one of ``1 0 true false yes no on off``."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    raise ValueError("expected true or false (1/0, yes/no, on/off)")
+from .sizes import parse_size
 
 
-def as_int(low: int, high: int | None = None, example: int | None = None) -> Converter:
-    """A whole number in ``[low, high]``."""
-    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    hint = f", like {example}" if example is not None else ""
+def _fail(
+    kind: click.ParamType,  # type: ignore[type-arg,unused-ignore]
+    problem: str,
+    value: Any,
+    param: click.Parameter | None,
+    ctx: click.Context | None,
+) -> NoReturn:
+    kind.fail(problem if param is None else f"{problem} (got {value!r}).", param, ctx)
 
-    def convert(value: Any) -> int:
-        if isinstance(value, bool):  # bool is an int subclass; True is not a port
-            raise ValueError(f"expected a whole number {span}{hint}")
+
+class Parsed(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A click type that converts with ``parse``, a function that raises
+    :class:`ValueError` with "expected ..." when the value does not fit."""
+
+    def __init__(self, parse: Callable[[Any], Any], name: str = "value") -> None:
+        self.parse = parse
+        self.name = name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            number = int(value.strip() if isinstance(value, str) else value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a whole number {span}{hint}") from None
-        if number < low or (high is not None and number > high):
-            raise ValueError(f"expected a whole number {span}{hint}")
-        return number
-
-    return convert
+            return self.parse(value)
+        except ValueError as exc:
+            _fail(self, str(exc), value, param, ctx)
 
 
-def as_choice(*choices: str) -> Converter:
-    """One of ``choices``, case-insensitive."""
+class Bool(click.types.BoolParamType):
+    """``True``/``False``, ``0``/``1``, or one of ``1 0 true false yes no on off``."""
 
-    def convert(value: Any) -> str:
-        word = value.strip().lower() if isinstance(value, str) else value
-        if word not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return str(word)
+    expected = "expected true or false (1/0, yes/no, on/off)"
 
-    return convert
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> bool:
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and not value.strip():
+            return False  # an empty variable (click 8.1 refuses it)
+        try:
+            if isinstance(value, str):
+                return super().convert(value, param, ctx)
+        except click.BadParameter:
+            pass
+        _fail(self, self.expected, value, param, ctx)
+
+
+BOOL = Bool()
+
+
+class WholeNumber(click.IntRange):
+    """A whole number in ``[low, high]``; ``True`` is not one, and the message
+    shows the range and an example."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int | None = None, example: int | None = None) -> None:
+        super().__init__(low, high)
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        hint = f", like {example}" if example is not None else ""
+        self.expected = f"expected a whole number {span}{hint}"
+
+    def _describe_range(self) -> str:
+        return ""  # --help keeps to the option's own text; a bad value's message has the range
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                number: Any = value  # click's IntRange is typed for ints, reads strings too
+                return int(super().convert(number, param, ctx))
+        except click.BadParameter:
+            pass
+        _fail(self, self.expected, value, param, ctx)
+
+
+class OneOf(click.Choice):  # type: ignore[type-arg,unused-ignore]
+    """One of ``choices``, case-insensitive. On the command line click's own
+    message lists them; elsewhere it reads "expected one of ..."."""
+
+    def __init__(self, *choices: str) -> None:
+        super().__init__(choices, case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if param is not None:
+            return super().convert(value, param, ctx)
+        try:
+            if isinstance(value, str):
+                return super().convert(value.strip(), param, ctx)
+        except click.BadParameter:
+            pass
+        _fail(self, f"expected one of {', '.join(self.choices)}", value, param, ctx)
 
 
 def as_host(value: Any) -> str:
@@ -126,7 +176,10 @@ def as_log_format(value: Any) -> str:
             fields = ", ".join(ACCESS_LOG_FIELDS)
             raise ValueError(f"expected a template using only {fields} ({exc})") from None
         return value
-    return str(as_choice(*LOG_FORMATS)(value))
+    try:
+        return str(OneOf(*LOG_FORMATS).convert(value, None, None))
+    except click.BadParameter as exc:
+        raise ValueError(exc.message) from None
 
 
 def as_mapping(value: Any) -> dict[str, Any]:
@@ -141,25 +194,17 @@ def as_mapping(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.I)
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def as_size(low: int, high: int, example: str) -> Converter:
+def as_size(low: int, high: int, example: str) -> Callable[[Any], int]:
     """A size in bytes: a whole number, or one with a K, M or G suffix (powers of 1024)."""
     hint = f"expected a size in bytes from {low} to {high}, like {example} (K, M, G allowed)"
 
     def convert(value: Any) -> int:
         if isinstance(value, bool):
             raise ValueError(hint)
-        if isinstance(value, int):
-            number = value
-        else:
-            match = _SIZE.match(value) if isinstance(value, str) else None
-            if match is None:
-                raise ValueError(hint)
-            number = int(match.group(1)) * _UNITS[match.group(2).lower()]
-        if not low <= number <= high:
+        number = value if isinstance(value, int) else None
+        if isinstance(value, str):
+            number = parse_size(value)
+        if number is None or not low <= number <= high:
             raise ValueError(hint)
         return number
 

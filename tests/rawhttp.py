@@ -1,7 +1,8 @@
 """Raw HTTP/1.1 over a socket, for tests where the exact bytes matter.
 
-Send any bytes, read one complete response (Content-Length, chunked, or
-until the server closes), and tell whether the server closed the connection.
+Send any bytes (requests are written by hand, malformed ones included), read
+one complete response, parsed by h11 (Content-Length, chunked, or until the
+server closes), and tell whether the server closed the connection.
 A reset counts as closed: a server that closes with request bytes still
 unread sends one, after its response (Linux keeps that response readable).
 """
@@ -11,6 +12,13 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
+
+import h11
+
+# h11 reads a response as the answer to a request it saw sent; the tests send
+# their own bytes, so each response is read as the answer to this one. (A
+# response to HEAD would be read as having a body: no test sends HEAD here.)
+_ASKED = h11.Request(method="GET", target="/", headers=[("Host", "rawhttp")])
 
 
 @dataclass
@@ -60,51 +68,48 @@ class RawClient:
         self.buffer += data
         return True
 
-    def _take(self, size: int, deadline: float) -> bytes:
-        while len(self.buffer) < size:
-            if not self._fill(deadline):
-                raise ConnectionError(f"closed after {len(self.buffer)} of {size} bytes")
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
-        return data
-
-    def _line(self, deadline: float) -> bytes:
-        while b"\r\n" not in self.buffer:
-            if not self._fill(deadline):
-                raise ConnectionError("closed in the middle of a line")
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
     def response(self, timeout: float | None = None) -> Response:
         """Read one response; ``ConnectionError`` if the server closes first."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while b"\r\n\r\n" not in self.buffer:
             if not self._fill(deadline):
                 raise ConnectionError(f"closed before a full response: {self.buffer!r}")
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
+        raw_head = self.buffer.split(b"\r\n\r\n", 1)[0]
+        parser = h11.Connection(h11.CLIENT)
+        parser.send(_ASKED)
+        parser.send(h11.EndOfMessage())
+        head: h11.Response | h11.InformationalResponse | None = None
+        body: list[bytes] = []
+        told_closed = False
+        while True:
+            if self.buffer:
+                parser.receive_data(self.buffer)
+                self.buffer = b""
+            elif self.eof and not told_closed:
+                parser.receive_data(b"")  # the server closed
+                told_closed = True
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ConnectionError(f"closed in a response ({exc}): {raw_head!r}") from None
+            if event is h11.NEED_DATA:
+                self._fill(deadline)  # more bytes in the buffer, or eof
+            elif isinstance(event, h11.InformationalResponse):
+                head = event  # 100 Continue: a response of its own, without a body
+                break
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            else:  # EndOfMessage, or ConnectionClosed after a body delimited by the close
+                break
+        self.buffer = bytes(parser.trailing_data[0])
+        assert head is not None
         headers: dict[str, str] = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            key = name.strip().lower()
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-        body = self._body(headers, deadline)
-        return Response(int(status_line.split()[1]), headers, body, head)
-
-    def _body(self, headers: dict[str, str], deadline: float) -> bytes:
-        if "content-length" in headers:
-            return self._take(int(headers["content-length"]), deadline)
-        if "chunked" in headers.get("transfer-encoding", ""):
-            chunks = []
-            while size := int(self._line(deadline).split(b";")[0], 16):
-                chunks.append(self._take(size, deadline))
-                self._take(2, deadline)
-            while self._line(deadline):  # trailer fields, then the empty line
-                pass
-            return b"".join(chunks)
-        while self._fill(deadline):  # delimited by the server closing
-            pass
-        body, self.buffer = self.buffer, b""
-        return body
+        for name, value in head.headers:  # names are lower case
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        return Response(head.status_code, headers, b"".join(body), raw_head)
 
     def wait_closed(self, timeout: float) -> float | None:
         """Seconds until the server closed the connection, or None if it is

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bench.run import Estimate, interval
+from bench.stats import Estimate, interval
 
 
 def test_interval_is_the_geometric_mean_with_a_t_interval() -> None:

@@ -29,7 +29,7 @@ from flask_prodserve.converters import as_check_ids
 from flask_prodserve.errors import ConfigError
 from flask_prodserve.middleware import access_logger
 
-from .conftest import ROOT, run_flask
+from .helpers import ROOT, run_flask
 
 GOOD_KEY = secrets.token_hex(32)
 RECIPE = checks.SECRET_KEY_RECIPE

@@ -1,9 +1,10 @@
-"""Converters accept strings (CLI, env) and native values (config, ProdServe)."""
+"""Option types accept strings (CLI, env) and native values (config, ProdServe)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import click
 import pytest
 
 from flask_prodserve import converters as c
@@ -22,14 +23,14 @@ from flask_prodserve import converters as c
         pytest.param(0, False, id="native-zero"),
     ],
 )
-def test_as_bool(value: Any, expected: bool) -> None:
-    assert c.as_bool(value) is expected
+def test_bool(value: Any, expected: bool) -> None:
+    assert c.BOOL.convert(value, None, None) is expected
 
 
 @pytest.mark.parametrize("value", ["maybe", 2, None, "2"])
-def test_as_bool_rejects(value: Any) -> None:
-    with pytest.raises(ValueError, match="expected true or false"):
-        c.as_bool(value)
+def test_bool_rejects(value: Any) -> None:
+    with pytest.raises(click.BadParameter, match="expected true or false"):
+        c.BOOL.convert(value, None, None)
 
 
 @pytest.mark.parametrize(
@@ -41,19 +42,21 @@ def test_as_bool_rejects(value: Any) -> None:
         pytest.param(65535, 65535, id="max"),
     ],
 )
-def test_as_int_port(value: Any, expected: int) -> None:
-    assert c.as_int(0, 65535, 8000)(value) == expected
+def test_whole_number_port(value: Any, expected: int) -> None:
+    assert c.WholeNumber(0, 65535, 8000).convert(value, None, None) == expected
 
 
 @pytest.mark.parametrize("value", ["eighty", "80.5", -1, 65536, True, None, "1e3"])
-def test_as_int_rejects(value: Any) -> None:
-    with pytest.raises(ValueError, match=r"expected a whole number from 0 to 65535, like 8000"):
-        c.as_int(0, 65535, 8000)(value)
+def test_whole_number_rejects(value: Any) -> None:
+    with pytest.raises(
+        click.BadParameter, match=r"expected a whole number from 0 to 65535, like 8000"
+    ):
+        c.WholeNumber(0, 65535, 8000).convert(value, None, None)
 
 
-def test_as_int_without_upper_bound() -> None:
-    with pytest.raises(ValueError, match="of at least 1"):
-        c.as_int(1)(0)
+def test_whole_number_without_upper_bound() -> None:
+    with pytest.raises(click.BadParameter, match="of at least 1"):
+        c.WholeNumber(1).convert(0, None, None)
 
 
 @pytest.mark.parametrize(
@@ -99,10 +102,10 @@ def test_as_host_rejects(value: str, message: str) -> None:
         c.as_host(value)
 
 
-def test_as_choice_is_case_insensitive() -> None:
-    assert c.as_choice("auto", "dev")("DEV") == "dev"
-    with pytest.raises(ValueError, match="expected one of auto, dev"):
-        c.as_choice("auto", "dev")("prod")
+def test_one_of_is_case_insensitive() -> None:
+    assert c.OneOf("auto", "dev").convert("DEV", None, None) == "dev"
+    with pytest.raises(click.BadParameter, match="expected one of auto, dev"):
+        c.OneOf("auto", "dev").convert("prod", None, None)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from flask.cli import FlaskGroup
 
-from .conftest import ROOT, LiveServer, run_flask
+from .helpers import ROOT, LiveServer, run_flask
 
 HELLO = (
     "from flask import Flask\n\napp = Flask(__name__)\n\n"

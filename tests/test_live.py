@@ -9,20 +9,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROD_BACKENDS
-
-ECHO = ["--app", "tests.live_apps.echo_app"]
-ALL_BACKENDS = [*PROD_BACKENDS, "werkzeug"]
-
-
-def serve_args(backend: str, *extra: str) -> list[str]:
-    mode = ["--dev", "--no-reload"] if backend == "werkzeug" else ["--prod", "--server", backend]
-    return [*ECHO, "serve", *mode, "--port", "0", *extra]
+# serve_args is imported from here by test_wire_gunicorn.py and test_wire_waitress.py.
+from .helpers import ALL_BACKENDS, PROD_BACKENDS, needs_gunicorn, serve_args
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_prod_server_answers_and_identifies_itself(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend))
+def test_prod_server_answers_and_identifies_itself(flask_serve: Any, backend: str) -> None:
+    server = flask_serve(serve_args(backend))
     environ = server.get_json("/")
     assert environ["SERVER_SOFTWARE"].startswith(backend)
     assert environ["SCRIPT_NAME"] == ""
@@ -31,16 +24,16 @@ def test_prod_server_answers_and_identifies_itself(live_server: Any, backend: st
     assert f"Server: {backend}" in server.log
 
 
-def test_dev_server_answers(live_server: Any) -> None:
-    server = live_server(serve_args("werkzeug"))
+def test_dev_server_answers(flask_serve: Any) -> None:
+    server = flask_serve(serve_args("werkzeug"))
     environ = server.get_json("/")
     assert environ["SERVER_SOFTWARE"].startswith("Werkzeug")
     assert "development mode" in server.log
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_prefix_mount_is_identical_on_every_server(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend, "--url-prefix", "app/"))
+def test_prefix_mount_is_identical_on_every_server(flask_serve: Any, backend: str) -> None:
+    server = flask_serve(serve_args(backend, "--url-prefix", "app/"))
     assert f":{server.port}/app/" in server.log  # the banner's URL carries the prefix
     environ = server.get_json("/app/echo/x?q=1")
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/echo/x")
@@ -63,8 +56,8 @@ def test_prefix_mount_is_identical_on_every_server(live_server: Any, backend: st
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_sigterm_stops_cleanly(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend))
+def test_sigterm_stops_cleanly(flask_serve: Any, backend: str) -> None:
+    server = flask_serve(serve_args(backend))
     server.get_json("/")
     assert server.terminate(signal.SIGTERM) == 0
     assert "Traceback" not in server.log
@@ -72,22 +65,22 @@ def test_sigterm_stops_cleanly(live_server: Any, backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_ctrl_c_stops_cleanly(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend))
+def test_ctrl_c_stops_cleanly(flask_serve: Any, backend: str) -> None:
+    server = flask_serve(serve_args(backend))
     server.get_json("/")
     assert server.terminate(signal.SIGINT) == 0
     assert "Traceback" not in server.log
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_port_in_use_is_one_line(live_server: Any, backend: str) -> None:
+def test_port_in_use_is_one_line(flask_serve: Any, backend: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         args = serve_args(backend)
         args[args.index("0")] = str(port)
-        server = live_server(args, wait=False)
+        server = flask_serve(args, wait=False)
         assert server.proc.wait(30) == 1
     assert server.log.strip().splitlines() == [
         f"Error: Port {port} on 127.0.0.1 is already in use by another program "
@@ -95,8 +88,8 @@ def test_port_in_use_is_one_line(live_server: Any, backend: str) -> None:
     ]
 
 
-def test_access_log_line(live_server: Any) -> None:
-    server = live_server(serve_args("waitress", "--url-prefix", "/app"))
+def test_access_log_line(flask_serve: Any) -> None:
+    server = flask_serve(serve_args("waitress", "--url-prefix", "/app"))
     server.request("GET", "/app/echo/a?b=1", headers={"User-Agent": "probe/1"})
     server.terminate()
     line = next(x for x in server.log.splitlines() if "probe/1" in x)
@@ -104,15 +97,16 @@ def test_access_log_line(live_server: Any) -> None:
     assert '"GET /app/echo/a?b=1 HTTP/1.1" 200 ' in line
 
 
-def test_gunicorn_uses_several_workers(live_server: Any) -> None:
-    server = live_server(serve_args("gunicorn", "--workers", "2"))
+@needs_gunicorn
+def test_gunicorn_uses_several_workers(flask_serve: Any) -> None:
+    server = flask_serve(serve_args("gunicorn", "--workers", "2"))
     pids = {server.get_json("/")["pid"] for _ in range(40)}
     assert server.proc.pid not in pids  # requests are served by forked workers
     assert "Workers: 2 processes" in server.log
 
 
-def test_no_app_found_is_one_line(live_server: Any) -> None:
-    server = live_server(["--app", "no_such_module_xyz", "serve"], wait=False)
+def test_no_app_found_is_one_line(flask_serve: Any) -> None:
+    server = flask_serve(["--app", "no_such_module_xyz", "serve"], wait=False)
     assert server.proc.wait(30) == 1
     (line,) = server.log.strip().splitlines()
     # The modules in the folder it ran in (the repository) are listed.
@@ -120,8 +114,8 @@ def test_no_app_found_is_one_line(live_server: Any) -> None:
     assert "example_app/, " in line
 
 
-def test_bad_env_value_names_the_variable(live_server: Any) -> None:
-    server = live_server(serve_args("waitress"), env={"FLASK_SERVE_THREADS": "many"}, wait=False)
+def test_bad_env_value_names_the_variable(flask_serve: Any) -> None:
+    server = flask_serve(serve_args("waitress"), env={"FLASK_SERVE_THREADS": "many"}, wait=False)
     assert server.proc.wait(30) == 1
     assert server.log.strip().splitlines() == [
         "Error: FLASK_SERVE_THREADS: expected a whole number from 1 to 1024, like 16 (got 'many')."
@@ -129,10 +123,10 @@ def test_bad_env_value_names_the_variable(live_server: Any) -> None:
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_example_app_under_a_prefix(live_server: Any, backend: str, tmp_path: Path) -> None:
+def test_example_app_under_a_prefix(flask_serve: Any, backend: str, tmp_path: Path) -> None:
     factory = f"example_app:create_app({{'DATABASE': {str(tmp_path / 'db.sqlite')!r}}})"
     args = ["--app", factory, "serve", "--prod", "--server", backend]
-    server = live_server([*args, "--port", "0", "--url-prefix", "/demo"])
+    server = flask_serve([*args, "--port", "0", "--url-prefix", "/demo"])
     status, _, body = server.request("GET", "/demo/")
     assert status == 200, server.log
     assert b"/demo/static/style.css" in body

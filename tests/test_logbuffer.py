@@ -46,6 +46,16 @@ def test_a_full_batch_is_written_at_once() -> None:
     assert stream.getvalue() == "0\n1\n2\n"
 
 
+def test_close_writes_what_is_pending_and_stops_the_writer_thread() -> None:
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, interval=60)
+    handler.handle(record("last"))
+    assert handler.flusher is not None and handler.flusher.is_alive()
+    handler.close()
+    assert stream.getvalue() == "last\n"
+    assert not handler.flusher.is_alive()
+
+
 def test_a_closed_stream_does_not_break_serving() -> None:
     stream = io.StringIO()
     handler = BatchingStreamHandler(stream, interval=60)

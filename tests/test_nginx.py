@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROD_BACKENDS
-from .nginx_harness import (
+from bench.nginx_harness import (
     Nginx,
     emit_nginx,
     instance_args,
@@ -24,6 +23,10 @@ from .nginx_harness import (
     upstream_flags,
     wait_routed,
 )
+
+from .helpers import PROD_BACKENDS, needs_gunicorn, needs_nginx
+
+pytestmark = needs_nginx
 
 STATIC = Path(__file__).resolve().parent / "live_apps" / "static" / "x.css"
 OTHER_CLIENT = "127.0.0.2"  # a loopback address that is not nginx's
@@ -44,12 +47,18 @@ def nginx_for(tmp_path: Path) -> Iterator[Any]:
         nginx.stop()
 
 
-def two_instances(live_server: Any, backend: str, *extra: str) -> list[Any]:
-    return [live_server(instance_args(backend, 0, *extra)) for _ in range(2)]
+def two_instances(flask_serve: Any, backend: str, *extra: str) -> list[Any]:
+    return [flask_serve(instance_args(backend, 0, *extra)) for _ in range(2)]
 
 
 PREFIX_STYLES = [
-    pytest.param("gunicorn", ["--url-prefix", "/app"], [], id="app-mounts-prefix-gunicorn"),
+    pytest.param(
+        "gunicorn",
+        ["--url-prefix", "/app"],
+        [],
+        id="app-mounts-prefix-gunicorn",
+        marks=needs_gunicorn,
+    ),
     pytest.param(
         "waitress", [], ["--nginx-strip-prefix", "/app"], id="nginx-strips-prefix-waitress"
     ),
@@ -58,13 +67,13 @@ PREFIX_STYLES = [
 
 @pytest.mark.parametrize(("backend", "serve_extra", "emit_extra"), PREFIX_STYLES)
 def test_prefix_through_nginx(
-    live_server: Any,
+    flask_serve: Any,
     nginx_for: Any,
     backend: str,
     serve_extra: list[str],
     emit_extra: list[str],
 ) -> None:
-    servers = two_instances(live_server, backend, *serve_extra)
+    servers = two_instances(flask_serve, backend, *serve_extra)
     flags = [*upstream_flags(servers), "--proxy", "1,127.0.0.1", "--health-path", "/healthz"]
     nginx = nginx_for(emit_nginx(*flags, *serve_extra, *emit_extra))
 
@@ -105,9 +114,9 @@ def test_prefix_through_nginx(
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 def test_client_address_and_scheme_reach_the_app(
-    live_server: Any, nginx_for: Any, backend: str
+    flask_serve: Any, nginx_for: Any, backend: str
 ) -> None:
-    servers = two_instances(live_server, backend, "--url-prefix", "/app")
+    servers = two_instances(flask_serve, backend, "--url-prefix", "/app")
     site = emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1", "--url-prefix", "/app")
     nginx = nginx_for(site, tls=True)
 
@@ -144,8 +153,8 @@ def test_client_address_and_scheme_reach_the_app(
     assert not [k for k in environ if k.startswith("HTTP_X_FORWARDED")]
 
 
-def test_killed_instance_loses_no_request(live_server: Any, nginx_for: Any) -> None:
-    servers = two_instances(live_server, "waitress")
+def test_killed_instance_loses_no_request(flask_serve: Any, nginx_for: Any) -> None:
+    servers = two_instances(flask_serve, "waitress")
     nginx = nginx_for(emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1"))
     wait_routed(nginx, "/", servers[0].port)
     wait_routed(nginx, "/", servers[1].port)
@@ -161,14 +170,14 @@ def test_killed_instance_loses_no_request(live_server: Any, nginx_for: Any) -> N
     assert upstreams == {f"200 from 127.0.0.1:{servers[1].port}"}
 
 
-@pytest.mark.parametrize("backend", ["gunicorn", "waitress"])
-def test_rolling_restart_loses_no_request(live_server: Any, nginx_for: Any, backend: str) -> None:
-    servers = two_instances(live_server, backend)
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_rolling_restart_loses_no_request(flask_serve: Any, nginx_for: Any, backend: str) -> None:
+    servers = two_instances(flask_serve, backend)
     nginx = nginx_for(emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1"))
     with streaming(nginx, "/") as stream:
         time.sleep(0.5)
         restart_started = time.monotonic()
-        renewed = rolling_restart(live_server, servers, backend, nginx, "/")
+        renewed = rolling_restart(flask_serve, servers, backend, nginx, "/")
         restart_ended = time.monotonic()
         time.sleep(0.5)
     during = stream.stats(restart_started, restart_ended)

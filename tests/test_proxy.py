@@ -12,7 +12,7 @@ from werkzeug.test import Client
 
 from flask_prodserve.proxy import ForwardedHeaders, ProxyTrust, as_proxy
 
-from .test_safety_live import SPOOFED
+from .helpers import SPOOFED
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROD_BACKENDS, LiveServer
-from .test_live import serve_args
+from .helpers import PROD_BACKENDS, LiveServer, serve_args
 
 #: Each combination below is stopped this many times per backend (8 x 3 = 24
 #: stops), once of them with a request in flight.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LiveServer, run_flask
+from .helpers import LiveServer, run_flask
 
 FLASK_APP = "from flask import Flask\n\napp = Flask(__name__)\n"
 SECRET = "0123456789abcdef" * 4  # what the recipe's python -c line prints, in shape

@@ -20,9 +20,8 @@ from waitress.adjustments import Adjustments
 from flask_prodserve.backends.waitress_http import Parser
 from flask_prodserve.framing import request_line_problem, trailer_problem
 
-from .conftest import PROD_BACKENDS, LiveServer
+from .helpers import PROD_BACKENDS, LiveServer, serve_args
 from .rawhttp import RawClient
-from .test_live import serve_args
 from .test_wire_waitress import LIMITS, feed
 
 # --------------------------------------------------------------------------- #

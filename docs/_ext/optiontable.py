@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from docutils.nodes import Node
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
@@ -107,9 +108,9 @@ def accepts(option: Option) -> str:
             f"the flag ``{option.flag}`` or ``--no-{option.flag[2:]}``; in the environment "
             "and ``app.config``, true or false (also 1/0, yes/no, on/off)"
         )
-    convert = option.convert
-    doc = getattr(convert, "__doc__", None)
-    if getattr(convert, "__module__", None) == converters.__name__ and doc:
+    parse = getattr(option.type, "parse", None)  # our own converters (converters.Parsed)
+    doc = getattr(parse, "__doc__", None)
+    if getattr(parse, "__module__", None) == converters.__name__ and doc:
         text = " ".join(doc.strip().split("\n\n")[0].split()).rstrip(".")
         first_word = text.split(" ", 1)[0]
         # "An address" -> "an address", "A URL" -> "a URL"; "URL ..." stays.
@@ -117,9 +118,9 @@ def accepts(option: Option) -> str:
             text = text[0].lower() + text[1:]
         return text
     try:
-        convert(_NOT_A_VALUE)
-    except ValueError as exc:
-        return _escape(str(exc).removeprefix("expected "))
+        option.type.convert(_NOT_A_VALUE, None, None)
+    except click.BadParameter as exc:
+        return _escape(exc.message.removeprefix("expected "))
     return "any text"
 
 

@@ -1,8 +1,9 @@
 """Deployment files from the resolved config: ``flask serve --emit KIND``.
 
-The renderers are pure: a :class:`~flask_prodserve.config.ServeConfig` and
-:class:`AppFacts` go in, the file's text and any warnings come out; the CLI
-prints them. Each file starts with the command that produced it, and each
+Each file is a Jinja template in ``templates/`` that reads like the file it
+produces. The renderers are pure: a :class:`~flask_prodserve.config.ServeConfig`
+and :class:`AppFacts` go in, the file's text and any warnings come out; the
+CLI prints them. Each file starts with the command that produced it, and each
 command it contains starts the app the way this config does.
 
 Options given on the command line or in ``FLASK_SERVE_*`` variables are
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .common import AppFacts, Emitted, app_facts, option_text, serve_args
+from .commands import option_text, serve_args
+from .facts import AppFacts, DeployFile, app_facts
 from .nginx import nginx
 from .platforms import dockerfile, procfile, systemd
 
@@ -26,19 +28,21 @@ KINDS = ("nginx", "systemd", "procfile", "dockerfile")
 __all__ = [
     "KINDS",
     "AppFacts",
-    "Emitted",
+    "DeployFile",
     "app_facts",
     "dockerfile",
-    "emit",
     "nginx",
     "option_text",
     "procfile",
+    "render",
     "serve_args",
     "systemd",
 ]
 
 
-def emit(kind: str, config: ServeConfig, facts: AppFacts, *, strip_prefix: str = "") -> Emitted:
+def render(
+    kind: str, config: ServeConfig, facts: AppFacts, *, strip_prefix: str = ""
+) -> DeployFile:
     """The file of ``kind`` (one of :data:`KINDS`) for ``config``."""
     if kind == "nginx":
         return nginx(config, facts, strip_prefix=strip_prefix)

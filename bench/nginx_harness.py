@@ -1,13 +1,14 @@
 """nginx as an ordinary process in front of real ``flask serve`` instances.
 
-Used by ``tests/test_nginx.py`` and ``bench/rolling.py``. nginx runs with
-``-p <tmp> -c <tmp>/nginx.conf -g 'daemon off;'``: its pid file, logs and
+Used by ``tests/test_nginx.py``, ``tests/test_deployfiles.py`` and
+``bench/rolling.py``. nginx runs with ``-p <tmp> -c <tmp>/nginx.conf -g
+'daemon off;'``: its pid file, logs and
 temporary files live in the temporary directory, it listens on loopback
 ephemeral ports only, and it is stopped by PID. The site file is the one
 ``flask serve --emit nginx`` printed, included from a minimal main config;
 only its ``listen`` line is replaced (as a user does for their own ports).
 
-``live_apps/tls/`` holds a self-signed certificate for 127.0.0.1, for tests
+``tests/live_apps/tls/`` holds a self-signed certificate for 127.0.0.1, for tests
 only, so that nginx can be reached over https.
 """
 
@@ -30,9 +31,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .conftest import ROOT, LiveServer
+from .liveserver import ROOT, LiveServer
 
-TLS = Path(__file__).resolve().parent / "live_apps" / "tls"
+TLS = ROOT / "tests" / "live_apps" / "tls"
 ECHO_APP = "tests.live_apps.echo_app"
 LISTEN = "    listen 80;\n"
 
@@ -56,11 +57,16 @@ http {{
 """
 
 
-def nginx_binary() -> str:
-    """nginx's path; its absence is an error (``scripts/test.sh`` installs it)."""
-    found = shutil.which("nginx") or next(
+def find_nginx() -> str | None:
+    """nginx's path, or ``None`` when it is not installed."""
+    return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
     )
+
+
+def nginx_binary() -> str:
+    """nginx's path; its absence is an error (``scripts/test.sh`` installs it)."""
+    found = find_nginx()
     if found is None:
         raise AssertionError(
             "nginx is not installed: run 'bash scripts/test.sh', which installs it"

@@ -1,30 +1,17 @@
-"""What every generated file shares: the facts about the app, and how a
-``flask serve`` command is written from the resolved config."""
+"""What a deployment file needs to know beyond the config, and what it is."""
 
 from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import os
-import re
 import sys
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ..config import OPTIONS, Layer
-from ..converters import Addresses
-from ..proxy import ProxyTrust
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flask import Flask
-
-    from ..config import ServeConfig
-
-# Not part of a serving command: mode is always --prod, the rest is dev-only or emit-only.
-_NEVER_WRITTEN = {"mode", "reload", "debugger", "upstream"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +32,7 @@ class AppFacts:
 
 
 @dataclass(frozen=True)
-class Emitted:
+class DeployFile:
     """A generated file and the warnings to show next to it."""
 
     text: str
@@ -73,38 +60,3 @@ def app_facts(app: Flask, app_import: str | None, command: str) -> AppFacts:
         has_requirements=(cwd / "requirements.txt").is_file(),
         has_pyproject=(cwd / "pyproject.toml").is_file(),
     )
-
-
-def option_text(value: Any) -> str:
-    """An option's value as it is written on a command line."""
-    if isinstance(value, ProxyTrust):
-        return ",".join([str(value.hops), *value.addresses])
-    if isinstance(value, Addresses):
-        return ",".join(value)
-    if isinstance(value, Mapping):
-        return json.dumps(dict(value), separators=(",", ":"))
-    return str(value)
-
-
-def serve_args(config: ServeConfig, *, skip: Iterable[str] = ()) -> list[str]:
-    """Flags for the options set on the command line or in the environment."""
-    skipped = _NEVER_WRITTEN | set(skip)
-    words: list[str] = []
-    for option in OPTIONS:
-        origin = config.origins[option.name]
-        if option.name in skipped or origin.layer not in (Layer.CLI, Layer.ENV):
-            continue
-        value = getattr(config, option.name)
-        if option.is_flag:
-            words.append(option.flag if value else f"--no-{option.flag[2:]}")
-        else:
-            words += [option.flag, option_text(value)]
-    return words
-
-
-def serve_command(facts: AppFacts, *extra: str, flask: str = "flask") -> list[str]:
-    return [flask, "--app", facts.app_import, "serve", "--prod", *extra]
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "app"
