@@ -50,6 +50,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.flusher_pid = 0  # threads do not survive fork: one flusher per process
         self.flusher: threading.Thread | None = None
         self.closing = threading.Event()
+        # One writer at a time. Not the handler's own lock: logging.shutdown()
+        # holds that while it calls close(), which waits for the writer thread.
+        self.writing = threading.Lock()
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Without the handler's lock: deque.append is atomic, and threads
@@ -77,14 +80,14 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # one writer at a time
+        with self.writing:
             lines = []
             while self.pending:  # popleft is atomic: lines appended meanwhile wait
                 lines.append(self.pending.popleft())
             try:
                 if lines:
                     self.stream.write("".join(lines))
-                super().flush()
+                self.stream.flush()  # not super().flush(): it takes the handler's lock
             except (OSError, ValueError):  # a closed or broken stream: drop, keep serving
                 pass
 

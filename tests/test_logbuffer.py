@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,29 @@ def test_close_writes_what_is_pending_and_stops_the_writer_thread() -> None:
     handler.close()
     assert stream.getvalue() == "last\n"
     assert not handler.flusher.is_alive()
+
+
+def test_closing_as_logging_shutdown_does_never_deadlocks() -> None:
+    # logging.shutdown() holds the handler's lock while it flushes and closes
+    # it, and close() waits for the writer thread, which may be flushing.
+    for _ in range(200):
+        handler = BatchingStreamHandler(io.StringIO(), interval=0.0001)
+        handler.write_line("a")  # starts the writer thread, flushing all the time
+        done = threading.Event()
+
+        def shutdown(
+            handler: BatchingStreamHandler = handler, done: threading.Event = done
+        ) -> None:
+            handler.acquire()
+            try:
+                handler.flush()
+                handler.close()
+            finally:
+                handler.release()
+            done.set()
+
+        threading.Thread(target=shutdown, daemon=True).start()
+        assert done.wait(5), "close() deadlocked with the writer thread"
 
 
 def test_a_closed_stream_does_not_break_serving() -> None:
