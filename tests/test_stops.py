@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import PROD_BACKENDS, LiveServer, serve_args
+from .helpers import PROD_BACKENDS, LiveServer, needs_gunicorn, serve_args
 
 #: Each combination below is stopped this many times per backend (8 x 3 = 24
 #: stops), once of them with a request in flight.
@@ -138,10 +138,34 @@ def test_stops_are_prompt_and_clean(
             output = server.log
             assert status == 0, output
             assert line_at < 2, output  # the stop line as soon as the signal arrives
-            assert exited_at < (3 if round_ != 1 else 5), output  # idle: at once
+            # Idle: at once (under 1 s here); busy: once the 1 s request is done.
+            # The bounds leave room for a loaded CI machine, well inside GRACE.
+            assert exited_at < (5 if round_ != 1 else 7), output
             assert output.rstrip().endswith("* Stopped."), output
             for never in ("SIGKILL", "out of memory", "Traceback", "were cut"):
                 assert never not in output, output
             assert _group_gone(server.proc.pid), output
+        finally:
+            server.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@needs_gunicorn
+def test_a_stop_while_the_workers_boot(sig: int, tmp_path: Path) -> None:
+    # Right after the banner: a worker forked a moment before the master
+    # passes the signal on must still stop (it once kept serving, and the
+    # master waited the whole grace period for it).
+    args = serve_args("gunicorn", "--workers", "4", "--graceful-timeout", str(GRACE))
+    for round_ in range(10):
+        server = LiveServer(args, tmp_path / f"server-{round_}.log")
+        try:
+            server.start(wait=False)
+            assert server.proc is not None
+            server.wait_for_log("Press CTRL+C to stop")
+            began = time.monotonic()
+            server.proc.send_signal(sig)
+            status = server.proc.wait(GRACE + 5)
+            assert status == 0 and time.monotonic() - began < 5, server.log
+            assert _group_gone(server.proc.pid), server.log
         finally:
             server.kill()

@@ -150,6 +150,10 @@ def check_options(config: ServeConfig) -> None:
     check_server_options(config, _KNOWN, _OURS)
 
 
+# Set in a worker process that got a stop signal before post_fork ran.
+_stopped_before_post_fork: list[int] = []
+
+
 def _stop_early(arbiter: Any, worker: Any) -> None:
     """In a new worker, until gunicorn installs the worker's own handlers: a
     stop signal ends the worker's loop as soon as it starts. (The handlers
@@ -161,6 +165,8 @@ def _stop_early(arbiter: Any, worker: Any) -> None:
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, stop)
+    if _stopped_before_post_fork:  # between fork and here (see _when_ready)
+        worker.alive = False
 
 
 def _worker_init(lifecycle: Lifecycle, report_fd: int) -> None:
@@ -175,9 +181,15 @@ def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
     """In the master, once it listens and before any worker starts."""
     lifecycle.run("on_start")
     stopping: list[str] = []  # the signals seen, in order
+    master = os.getpid()
 
     def announce(previous: Any) -> Any:
         def handler(signum: int, frame: Any) -> None:
+            if os.getpid() != master:
+                # A worker just forked, before post_fork replaced this handler:
+                # the signal is the worker's, and _stop_early acts on it.
+                _stopped_before_post_fork.append(signum)
+                return
             first = not stopping
             stopping.append(signal.Signals(signum).name)
             if signum == signal.SIGINT and first:
