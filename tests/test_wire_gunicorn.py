@@ -407,17 +407,20 @@ def test_a_worker_leaves_new_clients_to_others_while_its_own_come_back(
     # 2 workers x 1 thread. A client just answered on a kept-alive connection
     # is likely to send its next request at once: for FRESH (0.1 s) its worker
     # counts the thread as taken, so a new client goes to the other worker
-    # instead of queueing behind it. The pause outlasts FOLLOW_UP (20 ms),
-    # after which the connection is back in the event loop, and the thread free.
+    # instead of queueing behind it.
     server = flask_serve(serve_args("gunicorn", "--workers", "2", "--threads", "1"))
+    same = 0
     for _ in range(6):
         with RawClient(server.host, server.port) as first:
             first.send(request("GET", "/echo/first", HOST))
             answered_by = json.loads(first.response().body)["pid"]
-            time.sleep(0.05)
+            time.sleep(0.02)
             with RawClient(server.host, server.port) as second:
                 second.send(request("GET", "/echo/second", HOST))
-                assert json.loads(second.response().body)["pid"] != answered_by, server.log
+                same += json.loads(second.response().body)["pid"] == answered_by
+    # One may miss on a loaded machine (the new client arriving after FRESH);
+    # without the rule, about half would.
+    assert same <= 1, server.log
 
 
 def test_busy_clients_do_not_keep_a_new_one_out(flask_serve: Any) -> None:
