@@ -94,7 +94,6 @@ class Conn:
         self.head = bytearray()
         self.checked = 0  # how much of head was searched for its end
         self.deadline = 0.0
-        self.fresh_until = 0.0
         self.lingering = False  # answered for the last time: closing
         self.framing: ChunkedFraming | None = None  # the current request's chunked body
 
@@ -144,7 +143,8 @@ class GatedWorker(Worker):
         self.selector = selectors.DefaultSelector()
         self.waiting: dict[Conn, None] = {}  # reading a head, idle, or lingering
         self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
-        self.fresh: list[Conn] = []  # by fresh_until, oldest first
+        # Connections until they stop counting as fresh: each once, oldest first.
+        self.fresh: dict[Conn, float] = {}
         self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
         self.tasks: queue.SimpleQueue[Conn] = queue.SimpleQueue()
         self.in_threads = 0  # connections given to a thread and not back yet
@@ -215,8 +215,11 @@ class GatedWorker(Worker):
         if self.open >= self.cfg.worker_connections:
             return False
         now = time.monotonic()
-        while self.fresh and self.fresh[0].fresh_until <= now:
-            self.fresh.pop(0)
+        while self.fresh:
+            conn, until = next(iter(self.fresh.items()))
+            if until > now:
+                break  # the rest are newer
+            del self.fresh[conn]
         fresh = sum(1 for conn in self.fresh if conn in self.waiting and not conn.head)
         return self.in_threads + fresh < self.threads
 
@@ -265,8 +268,8 @@ class GatedWorker(Worker):
             self.selector.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
         self._deadline(conn, now + seconds)
         if fresh:
-            conn.fresh_until = now + FRESH
-            self.fresh.append(conn)
+            self.fresh.pop(conn, None)  # to the end, in deadline order
+            self.fresh[conn] = now + FRESH
 
     def _deadline(self, conn: Conn, when: float) -> None:
         conn.deadline = when
@@ -351,6 +354,7 @@ class GatedWorker(Worker):
 
     def _close(self, conn: Conn) -> None:
         self._unwatch(conn)
+        self.fresh.pop(conn, None)
         self.open -= 1
         conn.sock.close()
 
