@@ -98,6 +98,11 @@ class AccessLog:
     Used for every production server so the log reads the same whichever one
     runs (waitress has no access log at all). The line is written when the
     response has been sent, so the size and duration are the real ones.
+
+    A body that is the server's ``wsgi.file_wrapper`` (a static file) reaches
+    the server as it is, so that gunicorn still sends it with ``sendfile`` and
+    waitress from the file: its ``close``, which the server calls once the
+    file is sent, writes the line, with the size from ``Content-Length``.
     """
 
     def __init__(
@@ -113,11 +118,20 @@ class AccessLog:
         started = time.perf_counter()
         status: list[str] = []
 
+        sent_headers: list[Any] = []
+
         def recording_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
             status[:] = [s]
+            sent_headers[:] = [headers]
             return start_response(s, headers, exc_info)
 
         body = self.app(environ, recording_start_response)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(body, wrapper):
+            size = _content_length(sent_headers[0] if sent_headers else [])
+            on_close = lambda: self._log(environ, status, size, started)  # noqa: E731
+            if log_at_close(body, on_close):
+                return body
         return ObservedBody(body, lambda size: self._log(environ, status, size, started))
 
     def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
@@ -135,6 +149,36 @@ class AccessLog:
             self.logger.info(line)
         else:
             handler.write_line(line)
+
+
+def log_at_close(body: Any, on_close: Callable[[], None]) -> bool:
+    """Make ``body.close()`` call ``on_close`` after closing ``body``, keeping
+    ``body`` itself (and so its class); ``False`` if its attributes are fixed."""
+    close = getattr(body, "close", None)
+    logged: list[bool] = []
+
+    def close_and_log() -> None:
+        try:
+            if close is not None:
+                close()
+        finally:
+            if not logged:  # once, should a server close it twice
+                logged.append(True)
+                on_close()
+
+    try:
+        body.close = close_and_log
+    except AttributeError:  # __slots__: no attribute of its own
+        return False
+    return True
+
+
+def _content_length(headers: Any) -> int:
+    """The response's ``Content-Length``, 0 if it has none."""
+    for name, value in headers:
+        if name.lower() == "content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 _LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"  # the combined log format's
