@@ -6,7 +6,9 @@ the real client) -> :class:`HealthCheck` (cheap, never logged) ->
 :class:`AccessLog` (so that requests outside the prefix are logged too) ->
 :class:`~flask_prodserve.limits.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
-mounting the Flask app at ``url_prefix`` (a 404 outside it) -> the Flask app.
+mounting the Flask app at ``url_prefix`` (a 404 outside it) -> in production,
+the static files (:func:`~flask_prodserve.staticfiles.static_layer`) -> the
+Flask app.
 
 Mounting is done here, not by the server, because waitress and gunicorn
 mount prefixes differently (waitress serves paths outside the prefix,
@@ -30,6 +32,7 @@ from .clock import EverySecond
 from .limits import BodyLimit
 from .logbuffer import direct_handler
 from .proxy import ForwardedHeaders
+from .staticfiles import static_layer
 from .wsgibody import ObservedBody, plain_response
 
 if TYPE_CHECKING:
@@ -42,25 +45,30 @@ if TYPE_CHECKING:
 access_logger = logging.getLogger("flask_prodserve.access")
 
 
-def mount(app: Flask, prefix: str) -> WSGIApplication:
-    """Serve ``app`` under ``prefix`` (already normalised; ``""`` = the root).
+def mount(app: Flask, prefix: str, *, static_files: bool = False) -> WSGIApplication:
+    """Serve ``app`` under ``prefix`` (already normalised; ``""`` = the root),
+    with its static folders in front of it if ``static_files``.
 
     ``APPLICATION_ROOT`` follows the prefix unless the app set its own, so
     the session cookie is scoped to the prefix and ``url_for`` outside a
     request in the serving process (background work, emails) produces
     prefixed URLs.
     """
+    served: WSGIApplication = static_layer(app) if static_files else app
     if not prefix:
-        return app
+        return served
     if app.config.get("APPLICATION_ROOT", "/") == "/":
         app.config["APPLICATION_ROOT"] = prefix
     outside = NotFound(f"The application on this server is served under {prefix}/.")
-    return DispatcherMiddleware(outside, {prefix: app})
+    return DispatcherMiddleware(outside, {prefix: served})
 
 
 def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
     """The full chain for ``config``."""
-    wsgi_app: WSGIApplication = BodyLimit(mount(app, config.url_prefix), config.max_body_size)
+    static_files = config.static_files and config.mode == "prod"
+    wsgi_app: WSGIApplication = BodyLimit(
+        mount(app, config.url_prefix, static_files=static_files), config.max_body_size
+    )
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
         wsgi_app = AccessLog(wsgi_app, config.access_log_format)
