@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from ..errors import NO_VALUE, ConfigError
+from ..staticfiles import FINGERPRINT, cache_control
 from .common import AppFacts, Emitted, serve_args, serve_command, slug
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def nginx(config: ServeConfig, facts: AppFacts, *, strip_prefix: str = "") -> Em
         "#",
         *_prefix_comment(config, strip_prefix),
         "",
+        *_cache_map(facts, upstream),
         f"upstream {upstream} {{",
         "    # An instance that fails is skipped for fail_timeout, then tried again.",
         *(f"    server {a} max_fails=1 fail_timeout=5s;" for a in config.upstream),
@@ -129,7 +131,7 @@ def _server_block(
         "    proxy_set_header X-Real-IP $remote_addr;",
         '    proxy_set_header Forwarded "";',
         *_health_locations(config.health_path, upstream),
-        *_static_location(facts, prefix),
+        *_static_location(facts, prefix, upstream),
         *_app_location(upstream, prefix, strip=strip),
         "}",
     ]
@@ -153,15 +155,38 @@ def _health_locations(path: str, upstream: str) -> list[str]:
     return lines
 
 
-def _static_location(facts: AppFacts, prefix: str) -> list[str]:
-    if facts.static_folder is None or not facts.static_url_path:
+def _serves_static(facts: AppFacts) -> bool:
+    return facts.static_folder is not None and bool(facts.static_url_path)
+
+
+def _cache_map(facts: AppFacts, upstream: str) -> list[str]:
+    """The static files' Cache-Control, as flask serve's static_files layer sends it."""
+    if not _serves_static(facts):
+        return []
+    return [
+        "# Static files are cached as flask serve --prod caches them: a year for a name",
+        f"# with a content hash (app.3f9a1c2e.js), else {facts.static_max_age} s.",
+        f"map $uri ${upstream}_static_cache {{",
+        f'    "~{FINGERPRINT}" "{cache_control("/x.0123abcd.js")}";',
+        f'    default "{cache_control("/x.js", facts.static_max_age)}";',
+        "}",
+        "",
+    ]
+
+
+def _static_location(facts: AppFacts, prefix: str, upstream: str) -> list[str]:
+    if facts.static_folder is None or not _serves_static(facts):
         return ["", "    # The app has no static folder on disk: nothing for nginx to serve."]
     folder = facts.static_folder.rstrip("/\\")
     return [
         "",
-        "    # The app's static files, straight from disk.",
+        "    # The app's static files, straight from disk, with the .gz variants that",
+        "    # flask serve --compress-static writes (nginx has no Brotli of its own).",
         f"    location ^~ {prefix}{facts.static_url_path}/ {{",
         f'        alias "{folder}/";',
+        "        gzip_static on;",
+        "        gzip_vary on;",
+        f"        add_header Cache-Control ${upstream}_static_cache;",
         "    }",
     ]
 
