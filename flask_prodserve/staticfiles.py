@@ -203,7 +203,7 @@ def compress_folders(
     for path in files_in(folders):
         if not compressor.should_compress(path):
             continue
-        written = compressor.compress(path)
+        written = list(compressor.compress(path))  # a generator before WhiteNoise 6.9
         if written:
             variants = {w[len(path) :]: os.path.getsize(w) for w in written}
             done.append(Compressed(path, os.path.getsize(path), variants))
