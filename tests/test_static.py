@@ -80,6 +80,27 @@ def make_project(root: Path, *, blueprint: bool = True) -> Path:
             if {blueprint}:
                 admin = Blueprint("admin", __name__, static_folder="admin_static")
                 app.register_blueprint(admin, url_prefix="/admin")
+
+            # Count the servers' fast paths, in the process that serves (gunicorn's
+            # workers inherit the patch): gunicorn's sendfile, waitress's file buffer.
+            import socket
+            from waitress.buffers import ReadOnlyFileBasedBuffer
+
+            FAST = []
+
+            def counted(cls, name):
+                original = getattr(cls, name)
+                def count(self, *args, **kwargs):
+                    FAST.append(name)
+                    return original(self, *args, **kwargs)
+                setattr(cls, name, count)
+
+            counted(socket.socket, "sendfile")
+            counted(ReadOnlyFileBasedBuffer, "prepare")
+
+            @app.route("/fast-path")
+            def fast_path():
+                return str(len(FAST))
             """
         )
     )
@@ -296,8 +317,11 @@ def test_live_static_files_under_a_prefix(live_project: Path, tmp_path: Path, ba
 def check_live(server: LiveServer) -> None:
     path = "/shop/static/css/site.css"
 
+    fast = int(server.request("GET", "/shop/fast-path")[2])
     status, headers, body = server.request("GET", path)
     assert (status, body) == (200, CSS)
+    # With the access log on, the file went by the server's fast path.
+    assert int(server.request("GET", "/shop/fast-path")[2]) == fast + 1
     assert headers["cache-control"] == "public, max-age=60"
     assert headers["content-type"] == "text/css; charset=utf-8"
     assert headers["vary"] == "Accept-Encoding"
