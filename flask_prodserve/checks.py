@@ -5,7 +5,8 @@ finds the problem, and listed in :data:`CHECKS`; the report, the start-up
 banner and the docs all come from that registry. A check's ID is ``PS`` and
 three digits, the first naming the area: 1 debugging, 2 secret key and
 session cookie, 3 network (hosts, binding, proxy), 4 request limits, 5 the
-URL prefix self-test, 6 the app's own code, 7 the server itself. An ID always
+URL prefix self-test, 6 the app's own code, 7 the server itself, 8 static
+files. An ID always
 means the same check and is never reused.
 
 Pure: nothing here prints or exits. The checks read the app, its source and
@@ -19,6 +20,7 @@ session backend, except PS506, which fetches the app's GET pages
 from __future__ import annotations
 
 import enum
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from . import codechecks, sourcescan
+from . import codechecks, sourcescan, staticfiles
 from .backends import gunicorn_names
 from .config import Layer
 from .errors import ConfigError, ProdServeError
@@ -76,6 +78,11 @@ class Target:
         """The prefix self-test's failures by aspect, run once for its four checks."""
         prefix = self.config.url_prefix
         return {f.aspect: f for f in prefix_self_test(self.app, prefix)} if prefix else {}
+
+    @cached_property
+    def static_folders(self) -> list[staticfiles.StaticFolder]:
+        """The app's and its blueprints' static folders on disk."""
+        return staticfiles.static_folders(self.app)
 
     @cached_property
     def scan(self) -> SourceScan:
@@ -511,6 +518,62 @@ def _stock_gunicorn_worker(t: Target) -> Iterator[str]:
             "request-head deadline (slow clients can hold every thread) or its checks "
             "of bodies that stop or end early"
         )
+
+
+# -- 8xx static files ------------------------------------------------------------------
+
+LARGE_TEXT = 10 * 1024  # bytes: below this, compressing saves a client little time
+
+
+@check(
+    "PS801",
+    WARNING,
+    "run flask serve --compress-static whenever the static files change (in the "
+    "build or deploy step): it writes a .gz (and .br) next to each",
+)
+def _not_compressed(t: Target) -> Iterator[str]:
+    """Large text files in the static folders have no compressed variant, so every
+    client receives them uncompressed."""
+    if not t.config.static_files:
+        return
+    found = staticfiles.uncompressed(t.static_folders, LARGE_TEXT)
+    if found:
+        names = ", ".join(_relative(p, t.app) for p in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        yield (
+            f"{len(found)} text file{'s' * (len(found) > 1)} of {LARGE_TEXT // 1024} KiB or "
+            f"more ha{'ve' if len(found) > 1 else 's'} no .gz or .br variant ({names}{more})"
+        )
+
+
+ASSETS = 100 * 1024  # bytes of CSS and JavaScript: below this, re-checking them is cheap
+
+
+@check(
+    "PS802",
+    INFO,
+    "put a hash of each file's content in its name (app.3f9a1c2e.js: webpack's "
+    "[contenthash], esbuild's [hash]) and link to those names; see the static files docs",
+)
+def _not_fingerprinted(t: Target) -> Iterator[str]:
+    """The static folders hold 100 KiB or more of CSS and JavaScript and no
+    fingerprinted name, so browsers ask again about each file after a minute
+    instead of keeping it for a year."""
+    if not t.config.static_files:
+        return
+    assets = [p for p in staticfiles.files_in(t.static_folders) if p.endswith((".css", ".js"))]
+    size = sum(os.path.getsize(p) for p in assets)
+    if size >= ASSETS and not any(staticfiles.is_fingerprinted("/" + p) for p in assets):
+        max_age = staticfiles.short_max_age(t.app)
+        files = f"{len(assets)} file{'s' * (len(assets) > 1)}"
+        yield (
+            f"The static folders hold {size // 1024} KiB of CSS and JavaScript in {files}, "
+            f"none with a fingerprinted name, so each is cached for {max_age} s only"
+        )
+
+
+def _relative(path: str, app: Flask) -> str:
+    return os.path.relpath(path, app.root_path)
 
 
 CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTRY, key=lambda c: c.id))

@@ -8,6 +8,7 @@ this module only translates them, shows what was resolved, and hands off to
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import click
 from click.core import ParameterSource
 from flask.cli import ScriptInfo, pass_script_info
 
-from . import checks, deployfiles, loaderrors, serving
+from . import checks, deployfiles, loaderrors, serving, staticfiles
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Option
 from .errors import ProdServeError, ServeError
@@ -117,6 +118,13 @@ app.config > ProdServe(...) > default.
     "(status 1 on a problem at --fail-level).",
 )
 @click.option(
+    "--compress-static",
+    is_flag=True,
+    allow_from_autoenv=False,
+    help="Write .gz (and .br, with the Brotli package) next to each static file that "
+    "compresses well, for the static_files layer and nginx to serve, then exit.",
+)
+@click.option(
     "--traceback",
     is_flag=True,
     allow_from_autoenv=False,
@@ -136,6 +144,7 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     if fail_level and not check:
         raise _OneLineUsageError("--fail-level applies only with --check.")
     kind, strip_prefix = values.pop("emit"), values.pop("nginx_strip_prefix")
+    compress = values.pop("compress_static")
     labels = {}
     if dev or prod:
         if (dev and prod) or values["mode"] is not None:
@@ -150,6 +159,9 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         raise click.ClickException(str(exc)) from None
     if check:
         sys.exit(_report(app, config, checks.Severity[(fail_level or "error").upper()]))
+    if compress:
+        _compress_static(app)
+        return
     if kind:
         _emit(info, app, config, kind, strip_prefix or "")
         return
@@ -326,6 +338,31 @@ def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int
         f"{config.url_prefix}: {checks.summary(problems)}{ignored}."
     )
     return 1 if any(p.severity >= fail_level for p in problems) else 0
+
+
+def _compress_static(app: Flask) -> None:
+    """Compress the static folders' files once, one line per file written."""
+    folders = staticfiles.static_folders(app)
+    if not folders:
+        click.echo(f"App {app.name!r} has no static folder on disk: nothing to compress.")
+        return
+
+    def show(done: staticfiles.Compressed) -> None:
+        variants = ", ".join(f"{s} {_kib(n)}" for s, n in sorted(done.variants.items()))
+        click.echo(f"  {os.path.relpath(done.path)}: {_kib(done.size)} -> {variants}")
+
+    click.echo(f"Compressing {', '.join(os.path.relpath(f.folder) for f in folders)}:")
+    done = staticfiles.compress_folders(folders, show)
+    brotli = (
+        ""
+        if staticfiles.brotli_available()
+        else (" No .br files: pip install 'flask-prodserve[brotli]' for Brotli.")
+    )
+    click.echo(f"Compressed {len(done)} file{'s' * (len(done) != 1)}.{brotli}")
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.1f} KiB"
 
 
 def _emit(info: ScriptInfo, app: Flask, config: ServeConfig, kind: str, strip_prefix: str) -> None:

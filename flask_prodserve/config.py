@@ -169,6 +169,14 @@ def _default_body_size(
     return 1024**3, "default (1 GiB, as waitress; set MAX_CONTENT_LENGTH to lower it)"
 
 
+def _on_in_production(
+    resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
+) -> tuple[Any, str]:
+    if resolved["mode"] == "prod":
+        return True, "default in production"
+    return False, "off in dev mode: Flask's own static route sees every change at once"
+
+
 def _follows_debug(
     resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
 ) -> tuple[Any, str]:
@@ -358,6 +366,16 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
     ),
     Option(
+        "static_files",
+        "Serve the static folders (the app's and each blueprint's) before the app, "
+        "with WhiteNoise: validators, ranges, .gz/.br variants, a minute's caching "
+        "or a year for fingerprinted names (production).",
+        c.BOOL,
+        _on_in_production,
+        is_flag=True,
+        production=True,
+    ),
+    Option(
         "max_requests",
         "Restart a worker after this many requests, to contain memory leaks "
         "(gunicorn only). 0: never.",
@@ -437,6 +455,7 @@ class ServeConfig:
     access_log_format: str
     access_log_file: str
     health_path: str
+    static_files: bool
     max_requests: int
     max_requests_jitter: int
     server_options: Mapping[str, Any]

@@ -6,7 +6,9 @@ the real client) -> :class:`HealthCheck` (cheap, never logged) ->
 :class:`AccessLog` (so that requests outside the prefix are logged too) ->
 :class:`~flask_prodserve.limits.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
-mounting the Flask app at ``url_prefix`` (a 404 outside it) -> the Flask app.
+mounting the Flask app at ``url_prefix`` (a 404 outside it) -> in production,
+the static files (:func:`~flask_prodserve.staticfiles.static_layer`) -> the
+Flask app.
 
 Mounting is done here, not by the server, because waitress and gunicorn
 mount prefixes differently (waitress serves paths outside the prefix,
@@ -30,6 +32,7 @@ from .clock import EverySecond
 from .limits import BodyLimit
 from .logbuffer import direct_handler
 from .proxy import ForwardedHeaders
+from .staticfiles import static_layer
 from .wsgibody import ObservedBody, plain_response
 
 if TYPE_CHECKING:
@@ -42,25 +45,30 @@ if TYPE_CHECKING:
 access_logger = logging.getLogger("flask_prodserve.access")
 
 
-def mount(app: Flask, prefix: str) -> WSGIApplication:
-    """Serve ``app`` under ``prefix`` (already normalised; ``""`` = the root).
+def mount(app: Flask, prefix: str, *, static_files: bool = False) -> WSGIApplication:
+    """Serve ``app`` under ``prefix`` (already normalised; ``""`` = the root),
+    with its static folders in front of it if ``static_files``.
 
     ``APPLICATION_ROOT`` follows the prefix unless the app set its own, so
     the session cookie is scoped to the prefix and ``url_for`` outside a
     request in the serving process (background work, emails) produces
     prefixed URLs.
     """
+    served: WSGIApplication = static_layer(app) if static_files else app
     if not prefix:
-        return app
+        return served
     if app.config.get("APPLICATION_ROOT", "/") == "/":
         app.config["APPLICATION_ROOT"] = prefix
     outside = NotFound(f"The application on this server is served under {prefix}/.")
-    return DispatcherMiddleware(outside, {prefix: app})
+    return DispatcherMiddleware(outside, {prefix: served})
 
 
 def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
     """The full chain for ``config``."""
-    wsgi_app: WSGIApplication = BodyLimit(mount(app, config.url_prefix), config.max_body_size)
+    static_files = config.static_files and config.mode == "prod"
+    wsgi_app: WSGIApplication = BodyLimit(
+        mount(app, config.url_prefix, static_files=static_files), config.max_body_size
+    )
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
         wsgi_app = AccessLog(wsgi_app, config.access_log_format)
@@ -98,6 +106,11 @@ class AccessLog:
     Used for every production server so the log reads the same whichever one
     runs (waitress has no access log at all). The line is written when the
     response has been sent, so the size and duration are the real ones.
+
+    A body that is the server's ``wsgi.file_wrapper`` (a static file) reaches
+    the server as it is, so that gunicorn still sends it with ``sendfile`` and
+    waitress from the file: its ``close``, which the server calls once the
+    file is sent, writes the line, with the size from ``Content-Length``.
     """
 
     def __init__(
@@ -113,11 +126,20 @@ class AccessLog:
         started = time.perf_counter()
         status: list[str] = []
 
+        sent_headers: list[Any] = []
+
         def recording_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
             status[:] = [s]
+            sent_headers[:] = [headers]
             return start_response(s, headers, exc_info)
 
         body = self.app(environ, recording_start_response)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(body, wrapper):
+            size = _content_length(sent_headers[0] if sent_headers else [])
+            on_close = lambda: self._log(environ, status, size, started)  # noqa: E731
+            if log_at_close(body, on_close):
+                return body
         return ObservedBody(body, lambda size: self._log(environ, status, size, started))
 
     def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
@@ -135,6 +157,36 @@ class AccessLog:
             self.logger.info(line)
         else:
             handler.write_line(line)
+
+
+def log_at_close(body: Any, on_close: Callable[[], None]) -> bool:
+    """Make ``body.close()`` call ``on_close`` after closing ``body``, keeping
+    ``body`` itself (and so its class); ``False`` if its attributes are fixed."""
+    close = getattr(body, "close", None)
+    logged: list[bool] = []
+
+    def close_and_log() -> None:
+        try:
+            if close is not None:
+                close()
+        finally:
+            if not logged:  # once, should a server close it twice
+                logged.append(True)
+                on_close()
+
+    try:
+        body.close = close_and_log
+    except AttributeError:  # __slots__: no attribute of its own
+        return False
+    return True
+
+
+def _content_length(headers: Any) -> int:
+    """The response's ``Content-Length``, 0 if it has none."""
+    for name, value in headers:
+        if name.lower() == "content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 _LOG_TIME = "%d/%b/%Y:%H:%M:%S %z"  # the combined log format's

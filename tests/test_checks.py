@@ -146,6 +146,12 @@ class ClearScriptName:
         return self.app(environ, start_response)  # type: ignore[no-any-return]
 
 
+def static_in_root(app: Flask) -> Any:
+    """A wrap that moves the static folder to ``static/`` in the app's (temporary) folder."""
+    app.static_folder = os.path.join(app.root_path, "static")
+    return app.wsgi_app
+
+
 SHOP: dict[str, Any] = {"url_prefix": "/shop"}
 PUBLIC: dict[str, Any] = {"host": "0.0.0.0", "proxy": "1,10.0.0.5"}
 
@@ -312,6 +318,21 @@ TABLE = [
         "serves, without flask-prodserve's request-head deadline",
         S(server="gunicorn"),
     ),
+    (
+        "PS801",
+        S(files={"static/site.css": "a { color: red; }\n" * 1000}, wrap=static_in_root),
+        "1 text file of 10 KiB or more has no .gz or .br variant (static/site.css)",
+        S(
+            files={"static/site.css": "a {}\n" * 5000, "static/site.css.gz": "."},
+            wrap=static_in_root,
+        ),
+    ),
+    (
+        "PS802",
+        S(files={"static/site.js": "f();\n" * 30000}, wrap=static_in_root),
+        "The static folders hold 146 KiB of CSS and JavaScript in 1 file, none with a",
+        S(files={"static/site.0a1b2c3d.js": "f();\n" * 30000}, wrap=static_in_root),
+    ),
 ]
 
 
@@ -340,7 +361,7 @@ def test_table_covers_every_check() -> None:
 
 def test_every_check_is_documented_in_one_line() -> None:
     for check in checks.CHECKS:
-        assert re.fullmatch(r"PS[1-7]\d\d", check.id)
+        assert re.fullmatch(r"PS[1-8]\d\d", check.id)
         assert check.title.endswith(".") and "\n" not in check.title
         assert check.fix and not check.fix.endswith(".") and "\n" not in check.fix
 

@@ -357,3 +357,45 @@ def test_production_only_settings_do_not_stop_dev_mode() -> None:
     debug = Facts(debug=True, platform="linux", cpus=2, gunicorn_importable=True)
     result = run(config={"PRODSERVE_MAX_REQUESTS": 100, "PRODSERVE_WORKERS": 4}, facts=debug)
     assert (result.mode, result.server) == ("dev", "werkzeug")
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected", "label"),
+    [
+        pytest.param({}, True, "default in production", id="on-in-prod"),
+        pytest.param(
+            {"cli": {"mode": "dev"}},
+            False,
+            "off in dev mode: Flask's own static route sees every change at once",
+            id="off-in-dev",
+        ),
+        pytest.param(
+            {"env": {"FLASK_SERVE_STATIC_FILES": "0"}},
+            False,
+            "FLASK_SERVE_STATIC_FILES",
+            id="env-turns-off",
+        ),
+        pytest.param(
+            {"config": {"PRODSERVE_STATIC_FILES": False}},
+            False,
+            "app.config['PRODSERVE_STATIC_FILES']",
+            id="config-turns-off",
+        ),
+        pytest.param(
+            {"cli": {"static_files": True}, "config": {"PRODSERVE_STATIC_FILES": False}},
+            True,
+            "--static-files",
+            id="cli-beats-config",
+        ),
+        pytest.param(
+            {"env": {"FLASK_SERVE_STATIC_FILES": "yes"}, "ext": {"static_files": False}},
+            True,
+            "FLASK_SERVE_STATIC_FILES",
+            id="env-beats-extension",
+        ),
+    ],
+)
+def test_static_files(kw: dict[str, Any], expected: bool, label: str) -> None:
+    result = run(**kw)
+    assert result.static_files is expected
+    assert result.origins["static_files"].label == label

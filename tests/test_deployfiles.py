@@ -25,6 +25,7 @@ from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.converters import as_addresses
 from flask_prodserve.deployfiles import AppFacts
 from flask_prodserve.errors import ConfigError
+from flask_prodserve.staticfiles import FINGERPRINT
 
 from .helpers import ROOT, needs_nginx
 
@@ -91,7 +92,7 @@ def test_nginx_file_passes_nginx_t(tmp_path: Path, cli: dict[str, Any], strip: s
 def test_nginx_file_without_static_folder_passes_nginx_t(tmp_path: Path) -> None:
     facts = AppFacts(**{**FACTS.__dict__, "static_folder": None})
     text = render("nginx", facts).text
-    assert "alias" not in text
+    assert "alias" not in text and "map " not in text
     assert nginx_test(text, tmp_path).returncode == 0
 
 
@@ -120,6 +121,17 @@ def test_nginx_app_mounts_prefix() -> None:
     assert "location ^~ /shop/static/ {" in lines
     assert f'alias "{STATIC}/";' in lines
     assert "--proxy 1" in result.text  # the comment says how to start the instances
+    # The static files' lifetimes are the production layer's, .gz variants are sent.
+    assert "map $uri $flask_shop_static_cache {" in lines
+    assert f'"~{FINGERPRINT}" "public, max-age=31536000, immutable";' in lines
+    assert 'default "public, max-age=60";' in lines
+    assert "add_header Cache-Control $flask_shop_static_cache;" in lines
+    assert "gzip_static on;" in lines and "gzip_vary on;" in lines
+
+
+def test_nginx_static_lifetime_follows_the_app() -> None:
+    facts = AppFacts(**{**FACTS.__dict__, "static_max_age": 300})
+    assert 'default "public, max-age=300";' in _directives(render("nginx", facts).text)
 
 
 def test_nginx_strips_prefix() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -218,3 +220,76 @@ def test_access_log_formats(
         Client(build_wsgi_app(app_, cfg, Lifecycle(app_))).get("/app/?q=1", buffered=True)
     (record,) = caplog.records
     assert check(record.getMessage()), record.getMessage()
+
+
+# -- the server's file wrapper reaches the server ------------------------------------
+
+
+class ServerFileWrapper:
+    """What a server puts in ``wsgi.file_wrapper`` (gunicorn's and waitress's are
+    plain classes like this): the server tests the body's type, and sends the
+    file itself (gunicorn with sendfile) when it is one of its own."""
+
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from iter(lambda: self.filelike.read(8192), b"")
+
+    def close(self) -> None:
+        self.closed = True
+        self.filelike.close()
+
+
+class SlottedWrapper:
+    """A file wrapper that has no attributes of its own to set."""
+
+    __slots__ = ("filelike",)
+
+    def __init__(self, filelike: Any) -> None:
+        self.filelike = filelike
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.filelike.read()
+
+
+def file_app(environ: Any, start_response: Any) -> Any:
+    """Answers with ``b"0123456789"`` in the server's file wrapper, as WhiteNoise does."""
+    start_response("200 OK", [("Content-Length", "10")])
+    return environ["wsgi.file_wrapper"](io.BytesIO(b"0123456789"))
+
+
+def call(app: Any, wrapper: type) -> Any:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/f.css",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.file_wrapper": wrapper,
+    }
+    return app(environ, lambda status, headers, exc_info=None: None)
+
+
+def test_the_file_wrapper_reaches_the_server_and_is_logged_at_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "flask_prodserve.access")
+    body = call(AccessLog(file_app), ServerFileWrapper)
+    assert type(body) is ServerFileWrapper  # so the server sends the file itself
+    assert caplog.messages == []  # not before the server has sent it
+    body.close()
+    body.close()  # a server that closes twice logs once
+    assert body.closed
+    assert len(caplog.messages) == 1
+    assert '"GET /f.css HTTP/1.1" 200 10 ' in caplog.messages[0]
+
+
+def test_a_wrapper_whose_close_cannot_be_set_is_counted_instead(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "flask_prodserve.access")
+    body = call(AccessLog(file_app), SlottedWrapper)
+    assert not isinstance(body, SlottedWrapper)
+    assert b"".join(body) == b"0123456789"
+    body.close()
+    assert '"GET /f.css HTTP/1.1" 200 10 ' in caplog.messages[0]

@@ -99,6 +99,10 @@ def test_prefix_through_nginx(
     status, headers, body = nginx.request("/app/static/x.css")
     assert (status, body) == (200, STATIC.read_bytes())
     assert "x-upstream" not in headers or not headers["x-upstream"]
+    # Cached as the instances' own static layer caches it (tests/test_static.py).
+    assert headers["cache-control"] == "public, max-age=60"
+    status, headers, _ = nginx.request("/app/static/app.0a1b2c3d.js")
+    assert (status, headers["cache-control"]) == (200, "public, max-age=31536000, immutable")
     # The instances log what they serve (in batches: wait for the line).
     deadline = time.monotonic() + 10
     while "GET /app/echo/x " not in (logs := "".join(s.log for s in servers)):

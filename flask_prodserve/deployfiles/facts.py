@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..staticfiles import SHORT_MAX_AGE, short_max_age
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -29,6 +31,7 @@ class AppFacts:
     static_url_path: str
     has_requirements: bool  # requirements.txt in working_dir
     has_pyproject: bool  # pyproject.toml in working_dir
+    static_max_age: int = SHORT_MAX_AGE  # seconds, for names without a fingerprint
 
 
 @dataclass(frozen=True)
@@ -59,4 +62,5 @@ def app_facts(app: Flask, app_import: str | None, command: str) -> AppFacts:
         static_url_path=app.static_url_path or "",
         has_requirements=(cwd / "requirements.txt").is_file(),
         has_pyproject=(cwd / "pyproject.toml").is_file(),
+        static_max_age=short_max_age(app),
     )

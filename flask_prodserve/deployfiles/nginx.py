@@ -7,6 +7,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from ..errors import NO_VALUE, ConfigError
+from ..staticfiles import FINGERPRINT, cache_control
 from .commands import serve_args, serve_command, slug
 from .facts import DeployFile
 from .templating import render
@@ -32,6 +33,9 @@ def nginx(config: ServeConfig, facts: AppFacts, *, strip_prefix: str = "") -> De
         prefix=strip_prefix or config.url_prefix,
         strip=bool(strip_prefix),
         static_folder=None if static is None else static.rstrip("/\\"),
+        fingerprint=FINGERPRINT,
+        long_cache=cache_control("/x.0123abcd.js"),
+        short_cache=cache_control("/x.js", facts.static_max_age),
     )
     return DeployFile(text, tuple(warnings))
 
