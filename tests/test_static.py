@@ -23,7 +23,7 @@ from flask_prodserve import checks, serving, staticfiles
 from flask_prodserve.lifecycle import Lifecycle
 from flask_prodserve.middleware import build_wsgi_app
 
-from .conftest import PROD_BACKENDS, LiveServer, run_flask
+from .helpers import PROD_BACKENDS, LiveServer, run_flask
 
 A_YEAR = "public, max-age=31536000, immutable"
 CSS = b"".join(b".rule-%d { color: #%06x; margin: %dpx; }\n" % (i, i * 997, i) for i in range(900))
