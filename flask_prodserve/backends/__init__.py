@@ -63,7 +63,8 @@ class Backend(Protocol):
     ) -> int:
         """Serve on ``sock`` until stopped; return 0 or :data:`GRACE_EXPIRED`.
 
-        Calls ``events.started()`` once the server has accepted its settings;
+        Calls ``events.started()`` once the server has accepted its settings, handles
+        stop signals and has run the on_start hooks;
         raises :class:`~flask_prodserve.errors.ProdServeError` when it cannot
         serve (a hook failed, a worker could not boot).
         """

@@ -178,8 +178,9 @@ def _worker_init(lifecycle: Lifecycle, report_fd: int) -> None:
 
 
 def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
-    """In the master, once it listens and before any worker starts."""
-    lifecycle.run("on_start")
+    """In the master, once it listens with its signal handlers in place, and
+    before any worker starts: announce stops, run on_start, then say it runs
+    (a stop signal from someone who read "Running on" is always handled)."""
     stopping: list[str] = []  # the signals seen, in order
     master = os.getpid()
 
@@ -201,6 +202,8 @@ def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, announce(signal.getsignal(sig)))
+    lifecycle.run("on_start")
+    events.started()
 
 
 class EmbeddedApplication(BaseApplication):
@@ -247,7 +250,6 @@ def run(
         application = EmbeddedApplication(wsgi_app, options, limits, report_fd)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
-    events.started()
     try:
         Arbiter(application).run()  # ends every path with sys.exit()
         status = 0

@@ -129,13 +129,13 @@ def run(
     server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
     server.channel_class = channel_class(config)  # before the loop accepts anyone
     queue_logger.addFilter(_EVERY_10_SECONDS)
-    events.started()
     stop = _StopRequest(server, events)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         lifecycle.run("on_start")
         lifecycle.run("worker_init")
+        events.started()  # with the signal handlers in place: a stop is always handled
     except BaseException:
         wasyncore.close_all(server._map)
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
