@@ -46,6 +46,25 @@ def run_flask(
     )
 
 
+def http_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection: status, headers (lower-case names), body."""
+    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
 class LiveServer:
     """A real ``python -m flask --app ... serve`` in a subprocess.
 
@@ -134,13 +153,7 @@ class LiveServer:
         body: bytes | None = None,
         timeout: float = 10,
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host.strip("[]"), self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        return http_request(self.host, self.port, method, path, headers, body, timeout)
 
     def get_json(self, path: str, **kw: Any) -> dict[str, Any]:
         status, _, body = self.request("GET", path, **kw)
@@ -178,8 +191,13 @@ def _restore_environ() -> Iterator[None]:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A factory: ``live_server(["--app", "x", "serve", ...])`` -> started LiveServer."""
+def flask_serve_process(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: ``flask_serve_process(["--app", "x", "serve", ...])`` -> started LiveServer.
+
+    The real command with its flags, for tests of the CLI itself (exit
+    statuses, messages, signals). Tests of how an app is served use this
+    package's own ``prod_server`` fixture instead; neither is named
+    ``live_server``, which is pytest-flask's."""
     servers: list[LiveServer] = []
 
     def start(args: list[str], env: dict[str, str] | None = None, wait: bool = True) -> LiveServer:

@@ -61,10 +61,10 @@ def fake_release(tmp_path: Path, release: str) -> str:
 
 
 def test_an_untested_gunicorn_serves_with_its_own_worker_and_says_so(
-    live_server: Any, tmp_path: Path
+    flask_serve_process: Any, tmp_path: Path
 ) -> None:
     path = fake_release(tmp_path, "99.0")
-    server = live_server(serve_args("gunicorn", "--workers", "1"), env={"PYTHONPATH": path})
+    server = flask_serve_process(serve_args("gunicorn", "--workers", "1"), env={"PYTHONPATH": path})
     assert server.get_json("/echo/x")["SERVER_SOFTWARE"].startswith("gunicorn/")
     lines = [line for line in server.log.splitlines() if "PS701" in line]
     assert len(lines) == 1, server.log

@@ -44,8 +44,8 @@ def nginx_for(tmp_path: Path) -> Iterator[Any]:
         nginx.stop()
 
 
-def two_instances(live_server: Any, backend: str, *extra: str) -> list[Any]:
-    return [live_server(instance_args(backend, 0, *extra)) for _ in range(2)]
+def two_instances(flask_serve_process: Any, backend: str, *extra: str) -> list[Any]:
+    return [flask_serve_process(instance_args(backend, 0, *extra)) for _ in range(2)]
 
 
 PREFIX_STYLES = [
@@ -58,13 +58,13 @@ PREFIX_STYLES = [
 
 @pytest.mark.parametrize(("backend", "serve_extra", "emit_extra"), PREFIX_STYLES)
 def test_prefix_through_nginx(
-    live_server: Any,
+    flask_serve_process: Any,
     nginx_for: Any,
     backend: str,
     serve_extra: list[str],
     emit_extra: list[str],
 ) -> None:
-    servers = two_instances(live_server, backend, *serve_extra)
+    servers = two_instances(flask_serve_process, backend, *serve_extra)
     flags = [*upstream_flags(servers), "--proxy", "1,127.0.0.1", "--health-path", "/healthz"]
     nginx = nginx_for(emit_nginx(*flags, *serve_extra, *emit_extra))
 
@@ -105,9 +105,9 @@ def test_prefix_through_nginx(
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 def test_client_address_and_scheme_reach_the_app(
-    live_server: Any, nginx_for: Any, backend: str
+    flask_serve_process: Any, nginx_for: Any, backend: str
 ) -> None:
-    servers = two_instances(live_server, backend, "--url-prefix", "/app")
+    servers = two_instances(flask_serve_process, backend, "--url-prefix", "/app")
     site = emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1", "--url-prefix", "/app")
     nginx = nginx_for(site, tls=True)
 
@@ -144,8 +144,8 @@ def test_client_address_and_scheme_reach_the_app(
     assert not [k for k in environ if k.startswith("HTTP_X_FORWARDED")]
 
 
-def test_killed_instance_loses_no_request(live_server: Any, nginx_for: Any) -> None:
-    servers = two_instances(live_server, "waitress")
+def test_killed_instance_loses_no_request(flask_serve_process: Any, nginx_for: Any) -> None:
+    servers = two_instances(flask_serve_process, "waitress")
     nginx = nginx_for(emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1"))
     wait_routed(nginx, "/", servers[0].port)
     wait_routed(nginx, "/", servers[1].port)
@@ -162,13 +162,15 @@ def test_killed_instance_loses_no_request(live_server: Any, nginx_for: Any) -> N
 
 
 @pytest.mark.parametrize("backend", ["gunicorn", "waitress"])
-def test_rolling_restart_loses_no_request(live_server: Any, nginx_for: Any, backend: str) -> None:
-    servers = two_instances(live_server, backend)
+def test_rolling_restart_loses_no_request(
+    flask_serve_process: Any, nginx_for: Any, backend: str
+) -> None:
+    servers = two_instances(flask_serve_process, backend)
     nginx = nginx_for(emit_nginx(*upstream_flags(servers), "--proxy", "1,127.0.0.1"))
     with streaming(nginx, "/") as stream:
         time.sleep(0.5)
         restart_started = time.monotonic()
-        renewed = rolling_restart(live_server, servers, backend, nginx, "/")
+        renewed = rolling_restart(flask_serve_process, servers, backend, nginx, "/")
         restart_ended = time.monotonic()
         time.sleep(0.5)
     during = stream.stats(restart_started, restart_ended)

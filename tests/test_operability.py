@@ -42,8 +42,8 @@ def in_threads(count: int, func: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_access_log_line(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend, "--url-prefix", "/app"))
+def test_access_log_line(flask_serve_process: Any, backend: str) -> None:
+    server = flask_serve_process(serve_args(backend, "--url-prefix", "/app"))
     status, _, body = server.request("GET", "/app/echo/a?b=1", headers={"User-Agent": "probe/1"})
     assert status == 200
     server.terminate()
@@ -53,9 +53,9 @@ def test_access_log_line(live_server: Any, backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_json_access_log_to_a_file(live_server: Any, backend: str, tmp_path: Path) -> None:
+def test_json_access_log_to_a_file(flask_serve_process: Any, backend: str, tmp_path: Path) -> None:
     log = tmp_path / "access.jsonl"
-    server = live_server(
+    server = flask_serve_process(
         serve_args(backend, "--access-log-format", "json", "--access-log-file", str(log))
     )
     server.request("GET", "/nowhere?x=1")
@@ -68,9 +68,9 @@ def test_json_access_log_to_a_file(live_server: Any, backend: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_sigterm_lets_requests_in_flight_finish(live_server: Any, backend: str) -> None:
+def test_sigterm_lets_requests_in_flight_finish(flask_serve_process: Any, backend: str) -> None:
     # 2 threads and 5 slow requests: 3 of them wait in a queue when SIGTERM arrives.
-    server = live_server(
+    server = flask_serve_process(
         serve_args(backend, "--threads", "2", "--workers", "1")
         if backend == "gunicorn"
         else serve_args(backend, "--threads", "2")
@@ -96,8 +96,8 @@ def test_sigterm_lets_requests_in_flight_finish(live_server: Any, backend: str) 
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_request_outliving_the_grace_period_is_cut(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend, "--graceful-timeout", "1"))
+def test_request_outliving_the_grace_period_is_cut(flask_serve_process: Any, backend: str) -> None:
+    server = flask_serve_process(serve_args(backend, "--graceful-timeout", "1"))
     results = []
     runner = threading.Thread(
         target=lambda: results.extend(
@@ -122,12 +122,12 @@ def hooks_app_args(backend: str, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 def test_health_path_answers_outside_the_app(
-    live_server: Any, backend: str, tmp_path: Path
+    flask_serve_process: Any, backend: str, tmp_path: Path
 ) -> None:
     ready = tmp_path / "ready"
     env = {"HOOKS_RECORD": str(tmp_path / "hooks.txt"), "HOOKS_READY_FILE": str(ready)}
     args = hooks_app_args(backend, "--url-prefix", "/app", "--health-path", "healthz")
-    server = live_server(args, env=env)
+    server = flask_serve_process(args, env=env)
     assert server.request("GET", "/app/")[0] == 500  # the app's own / is broken
     status, _headers, body = server.request("GET", "/healthz")
     assert (status, body) == (200, b"ok\n")
@@ -141,14 +141,14 @@ def test_health_path_answers_outside_the_app(
 
 @pytest.mark.parametrize(("backend", "workers"), [("gunicorn", 3), ("waitress", 1)])
 def test_hooks_run_once_per_worker(
-    live_server: Any, backend: str, workers: int, tmp_path: Path
+    flask_serve_process: Any, backend: str, workers: int, tmp_path: Path
 ) -> None:
     record = tmp_path / "hooks.txt"
     env = {"HOOKS_RECORD": str(record), "HOOKS_READY_FILE": str(tmp_path / "r")}
     args = hooks_app_args(backend)
     if backend == "gunicorn":
         args += ["--workers", str(workers)]
-    server = live_server(args, env=env)
+    server = flask_serve_process(args, env=env)
     deadline = time.monotonic() + 20
     while record.read_text().count("worker_init") < workers and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -168,14 +168,14 @@ def test_hooks_run_once_per_worker(
         assert inits == [master]
 
 
-def test_max_requests_recycles_gunicorn_workers(live_server: Any) -> None:
-    server = live_server(serve_args("gunicorn", "--workers", "1", "--max-requests", "5"))
+def test_max_requests_recycles_gunicorn_workers(flask_serve_process: Any) -> None:
+    server = flask_serve_process(serve_args("gunicorn", "--workers", "1", "--max-requests", "5"))
     pids = {server.get_json("/")["pid"] for _ in range(30)}
     assert len(pids) >= 3, pids
 
 
-def test_max_requests_is_refused_for_waitress(live_server: Any) -> None:
-    server = live_server(serve_args("waitress", "--max-requests", "5"), wait=False)
+def test_max_requests_is_refused_for_waitress(flask_serve_process: Any) -> None:
+    server = flask_serve_process(serve_args("waitress", "--max-requests", "5"), wait=False)
     assert server.proc.wait(30) == 1
     assert "waitress runs one process and cannot recycle it" in server.log
 
@@ -208,9 +208,11 @@ def test_max_requests_is_refused_for_waitress(live_server: Any) -> None:
     ],
 )
 def test_server_options_are_checked_against_the_server(
-    live_server: Any, backend: str, options: str, message: str | None
+    flask_serve_process: Any, backend: str, options: str, message: str | None
 ) -> None:
-    server = live_server(serve_args(backend, "--server-options", options), wait=message is None)
+    server = flask_serve_process(
+        serve_args(backend, "--server-options", options), wait=message is None
+    )
     if message is None:
         assert server.get_json("/")["SERVER_SOFTWARE"].startswith(backend)
         return

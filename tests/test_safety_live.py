@@ -48,9 +48,9 @@ def location(server: Any, headers: dict[str, str]) -> str:
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("headers", [SPOOFED, UNDERSCORED], ids=["hyphen", "underscore"])
 def test_forwarded_headers_from_a_client_change_nothing(
-    live_server: Any, backend: str, headers: dict[str, str]
+    flask_serve_process: Any, backend: str, headers: dict[str, str]
 ) -> None:
-    server = live_server(serve_args(backend))
+    server = flask_serve_process(serve_args(backend))
     assert seen_by_app(server, headers) == {
         "remote_addr": "127.0.0.1",
         "scheme": "http",
@@ -63,10 +63,10 @@ def test_forwarded_headers_from_a_client_change_nothing(
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_ignored_headers_log_one_hint(live_server: Any, backend: str) -> None:
+def test_ignored_headers_log_one_hint(flask_serve_process: Any, backend: str) -> None:
     # One gunicorn worker: the hint is logged once per process.
     extra = ["--workers", "1"] if backend == "gunicorn" else []
-    server = live_server(serve_args(backend, *extra))
+    server = flask_serve_process(serve_args(backend, *extra))
     for _ in range(3):
         server.get_json("/", headers={"X-Forwarded-For": "6.6.6.6"})
     assert server.log.count("ignored X-Forwarded-For from 127.0.0.1") == 1
@@ -142,9 +142,9 @@ def get_from(address: str, port: int, path: str, headers: dict[str, str]) -> Any
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_a_trusted_hop_is_honoured_and_rightmost_wins(
-    live_server: Any, relay_to: Any, backend: str
+    flask_serve_process: Any, relay_to: Any, backend: str
 ) -> None:
-    server = live_server(serve_args(backend, "--proxy", "1,127.0.0.1"))
+    server = flask_serve_process(serve_args(backend, "--proxy", "1,127.0.0.1"))
     relay_port = relay_to(server)
     status, _, body = get_from("127.0.0.2", relay_port, "/", {"X-Forwarded-For": "6.6.6.6"})
     environ = json.loads(body)
@@ -161,8 +161,10 @@ def test_a_trusted_hop_is_honoured_and_rightmost_wins(
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_a_client_bypassing_the_trusted_hop_is_not_trusted(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend, "--proxy", "1,127.0.0.1"))
+def test_a_client_bypassing_the_trusted_hop_is_not_trusted(
+    flask_serve_process: Any, backend: str
+) -> None:
+    server = flask_serve_process(serve_args(backend, "--proxy", "1,127.0.0.1"))
     status, _, body = get_from("127.0.0.2", server.port, "/", SPOOFED)
     environ = json.loads(body)
     assert status == 200
@@ -172,8 +174,10 @@ def test_a_client_bypassing_the_trusted_hop_is_not_trusted(live_server: Any, bac
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
 @pytest.mark.parametrize("propagate", ["", "1"], ids=["handled", "propagated"])
-def test_a_failing_view_leaks_nothing(live_server: Any, backend: str, propagate: str) -> None:
-    server = live_server(serve_args(backend), env={"ECHO_APP_PROPAGATE": propagate})
+def test_a_failing_view_leaks_nothing(
+    flask_serve_process: Any, backend: str, propagate: str
+) -> None:
+    server = flask_serve_process(serve_args(backend), env={"ECHO_APP_PROPAGATE": propagate})
     status, _, body = server.request("GET", "/boom")
     assert status == 500
     for secret in (
@@ -187,7 +191,7 @@ def test_a_failing_view_leaks_nothing(live_server: Any, backend: str, propagate:
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
-def test_trusted_hosts_refuses_other_hosts(live_server: Any, backend: str) -> None:
-    server = live_server(serve_args(backend), env={"ECHO_APP_TRUSTED_HOSTS": "app.example"})
+def test_trusted_hosts_refuses_other_hosts(flask_serve_process: Any, backend: str) -> None:
+    server = flask_serve_process(serve_args(backend), env={"ECHO_APP_TRUSTED_HOSTS": "app.example"})
     assert server.request("GET", "/", headers={"Host": "evil.example"})[0] == 400
     assert server.request("GET", "/", headers={"Host": "app.example"})[0] == 200

@@ -120,8 +120,8 @@ class Tricklers:
             sock.close()
 
 
-def test_slow_clients_do_not_starve_others(live_server: Any) -> None:
-    server = live_server(gunicorn_args("--threads", "2", "--header-timeout", "3"))
+def test_slow_clients_do_not_starve_others(flask_serve_process: Any) -> None:
+    server = flask_serve_process(gunicorn_args("--threads", "2", "--header-timeout", "3"))
     silent = RawClient(server.host, server.port)  # connects, never sends a byte
     tricklers = Tricklers(server, 50)
     trickling = threading.Thread(target=tricklers.run, args=(time.monotonic() + 15,))
@@ -275,8 +275,8 @@ def test_a_body_cut_short_by_a_half_close_is_never_complete(server: LiveServer) 
 # --- 5. a body that never comes -------------------------------------------------
 
 
-def test_a_body_that_never_comes_does_not_hold_the_thread(live_server: Any) -> None:
-    server = live_server(gunicorn_args("--threads", "1", "--timeout", "2"))
+def test_a_body_that_never_comes_does_not_hold_the_thread(flask_serve_process: Any) -> None:
+    server = flask_serve_process(gunicorn_args("--threads", "1", "--timeout", "2"))
     with RawClient(server.host, server.port) as stalled:
         stalled.send(request("POST", "/upload", HOST, "Content-Length: 1000000"))
         started = time.monotonic()
@@ -363,8 +363,10 @@ def test_a_next_head_sent_in_pieces_is_served(server: LiveServer, split: float) 
         assert json.loads(response.body)["HTTP_X_TWO"] == "2"
 
 
-def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(live_server: Any) -> None:
-    server = live_server(gunicorn_args("--threads", "1"))
+def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(
+    flask_serve_process: Any,
+) -> None:
+    server = flask_serve_process(gunicorn_args("--threads", "1"))
     with RawClient(server.host, server.port) as idle:
         idle.send(request("GET", "/echo/first", HOST))
         assert idle.response().status == 200
@@ -376,10 +378,10 @@ def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(live_server
         assert idle.response().status == 200
 
 
-def test_a_worker_accepts_only_with_a_free_thread(live_server: Any) -> None:
+def test_a_worker_accepts_only_with_a_free_thread(flask_serve_process: Any) -> None:
     # Four 1 s requests on 2 workers x 2 threads: each worker takes two, none
     # queues a third behind its busy threads while the other has a free one.
-    server = live_server(serve_args("gunicorn", "--workers", "2", "--threads", "2"))
+    server = flask_serve_process(serve_args("gunicorn", "--workers", "2", "--threads", "2"))
     barrier = threading.Barrier(4)
 
     def slow() -> str:
@@ -398,14 +400,14 @@ def test_a_worker_accepts_only_with_a_free_thread(live_server: Any) -> None:
 
 
 def test_a_worker_leaves_new_clients_to_others_while_its_own_come_back(
-    live_server: Any,
+    flask_serve_process: Any,
 ) -> None:
     # 2 workers x 1 thread. A client just answered on a kept-alive connection
     # is likely to send its next request at once: for FRESH (0.1 s) its worker
     # counts the thread as taken, so a new client goes to the other worker
     # instead of queueing behind it. The pause outlasts FOLLOW_UP (20 ms),
     # after which the connection is back in the event loop, and the thread free.
-    server = live_server(serve_args("gunicorn", "--workers", "2", "--threads", "1"))
+    server = flask_serve_process(serve_args("gunicorn", "--workers", "2", "--threads", "1"))
     for _ in range(6):
         with RawClient(server.host, server.port) as first:
             first.send(request("GET", "/echo/first", HOST))
@@ -416,12 +418,12 @@ def test_a_worker_leaves_new_clients_to_others_while_its_own_come_back(
                 assert json.loads(second.response().body)["pid"] != answered_by, server.log
 
 
-def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
+def test_busy_clients_do_not_keep_a_new_one_out(flask_serve_process: Any) -> None:
     # 1 worker x 1 thread, and a client that sends request after request on
     # its connection: the worker never has a free thread to accept with, so it
     # takes the new client once it has waited OVERDUE (0.1 s), and the thread
     # serves both in turn.
-    server = live_server(gunicorn_args("--threads", "1"))
+    server = flask_serve_process(gunicorn_args("--threads", "1"))
     stop = threading.Event()
     busy_served = 0
 
@@ -453,10 +455,10 @@ def test_busy_clients_do_not_keep_a_new_one_out(live_server: Any) -> None:
 
 
 def test_every_kind_of_response_on_one_kept_alive_connection(
-    live_server: Any,
+    flask_serve_process: Any,
 ) -> None:
     # Without the access log Flask's static files go through gunicorn's sendfile.
-    server = live_server(gunicorn_args("--no-access-log"))
+    server = flask_serve_process(gunicorn_args("--no-access-log"))
     css = (Path(__file__).parent / "live_apps" / "static" / "x.css").read_bytes()
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:

@@ -318,9 +318,9 @@ def trickle(tricklers: list[Trickler], until: float) -> None:
         t.sock.close()
 
 
-def test_tricklers_are_cut_off_and_others_are_served(live_server: Any) -> None:
+def test_tricklers_are_cut_off_and_others_are_served(flask_serve_process: Any) -> None:
     header_timeout = 3
-    server = live_server(
+    server = flask_serve_process(
         serve_args("waitress", "--threads", "2", "--header-timeout", str(header_timeout))
     )
     tricklers = [Trickler(server, pace=1 + (i % 5) / 4) for i in range(50)]
@@ -347,8 +347,10 @@ def time_to_close(client: RawClient, started: float, within: float = 10) -> floa
     return time.monotonic() - started
 
 
-def test_idle_connections_are_closed(live_server: Any) -> None:
-    server = live_server(serve_args("waitress", "--keepalive", "2", "--header-timeout", "3"))
+def test_idle_connections_are_closed(flask_serve_process: Any) -> None:
+    server = flask_serve_process(
+        serve_args("waitress", "--keepalive", "2", "--header-timeout", "3")
+    )
 
     def silent() -> tuple[float, bytes]:
         with RawClient(server.host, server.port) as client:
@@ -380,8 +382,8 @@ def test_idle_connections_are_closed(live_server: Any) -> None:
     assert 1.8 < idle_s < 4 and idle_bytes == b""  # after a response: --keepalive
 
 
-def test_stalled_body_holds_no_thread_and_is_dropped(live_server: Any) -> None:
-    server = live_server(serve_args("waitress", "--timeout", "2", "--threads", "1"))
+def test_stalled_body_holds_no_thread_and_is_dropped(flask_serve_process: Any) -> None:
+    server = flask_serve_process(serve_args("waitress", "--timeout", "2", "--threads", "1"))
     with RawClient(server.host, server.port) as stalled:
         stalled.send(get(b"Content-Length: 100000000", body=b"x" * 100))
         sent = time.monotonic()
@@ -393,8 +395,10 @@ def test_stalled_body_holds_no_thread_and_is_dropped(live_server: Any) -> None:
     assert 1.8 < closed < 5, closed
 
 
-def test_graceful_stop_does_not_wait_for_a_client_still_sending_headers(live_server: Any) -> None:
-    server = live_server(serve_args("waitress", "--header-timeout", "2"))
+def test_graceful_stop_does_not_wait_for_a_client_still_sending_headers(
+    flask_serve_process: Any,
+) -> None:
+    server = flask_serve_process(serve_args("waitress", "--header-timeout", "2"))
     with RawClient(server.host, server.port) as client:
         client.send(get())
         assert client.response().status == 200
@@ -411,9 +415,9 @@ def test_graceful_stop_does_not_wait_for_a_client_still_sending_headers(live_ser
 # --------------------------------------------------------------------------- #
 
 
-def test_close_connection_flag_closes_after_the_response(live_server: Any) -> None:
+def test_close_connection_flag_closes_after_the_response(flask_serve_process: Any) -> None:
     app = ["--app", "tests.live_apps.close_app"]
-    server = live_server([*app, "serve", "--prod", "--server", "waitress", "--port", "0"])
+    server = flask_serve_process([*app, "serve", "--prod", "--server", "waitress", "--port", "0"])
     with RawClient(server.host, server.port) as client:
         client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         first = client.response()
