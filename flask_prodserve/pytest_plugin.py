@@ -80,6 +80,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each test that uses ``prod_server`` once per selected server."""
     if "prod_server" not in metafunc.fixturenames:
         return
+    # A project's own fixture of that name (the last definition wins) is left alone.
+    definitions = getattr(metafunc, "_arg2fixturedefs", {}).get("prod_server")
+    if definitions and getattr(definitions[-1].func, "__module__", __name__) != __name__:
+        return
     marker = metafunc.definition.get_closest_marker("prod_server")
     if marker is not None and marker.args:
         names = _parse(marker.args, "@pytest.mark.prod_server")

@@ -102,7 +102,8 @@ class ProdServer:
         life_read, life_write = os.pipe()
         log_fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # or the child would write the parent's buffered output again
+            with contextlib.suppress(Exception):
+                stream.flush()  # or the child would write the parent's buffered output again
         with warnings.catch_warnings():
             # Python 3.12+ warns when a process with threads forks (pytest-xdist's
             # workers have some): the child only execs our own serve path.
@@ -119,6 +120,9 @@ class ProdServer:
             os.close(fd)
         try:
             text, timed_out = _read_until_eof(urls_read, deadline)
+        except BaseException:  # Ctrl+C, pytest-timeout: no server may outlive this
+            self.stop()
+            raise
         finally:
             os.close(urls_read)
         if not text:

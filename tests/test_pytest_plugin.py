@@ -335,3 +335,21 @@ def test_sigterm_is_what_stops_the_server(tmp_path: Path) -> None:
     assert "Stopping (SIGTERM)" in server.read_log()
     assert server.stop() == 0  # twice is fine
     assert_all_gone({server.pid})
+
+
+def test_a_project_fixture_of_the_same_name_is_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.fixture
+        def prod_server():
+            return "the project's own"
+
+        def test_own(prod_server):
+            assert prod_server == "the project's own"
+        """
+    )
+    result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", "--prod-server=all")
+    result.stdout.fnmatch_lines(["*::test_own PASSED*"])
+    result.assert_outcomes(passed=1)
