@@ -70,6 +70,8 @@ def record_server(request):
     if server is not None:
         with open(os.environ["SHOP_PIDS"], "a") as pids:
             pids.write(f"{server.pid}\\n")
+        with open(os.environ["SHOP_PIDS"] + ".workers", "a") as workers:
+            workers.write(os.environ.get("PYTEST_XDIST_WORKER", "-") + "\\n")
 """
 
 TESTS = """
@@ -192,6 +194,8 @@ def test_user_project_passes_on_each_backend(
 def test_every_backend_in_one_session_with_xdist(pytester: pytest.Pytester, project: Path) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--prod-server=all")
     result.assert_outcomes(passed=3 * len(ALL_TESTS) + 2)
+    # Both workers ran servers (each on a port the system picked for it).
+    assert set((project / "pids.workers").read_text().split()) == {"gw0", "gw1"}
     assert_all_gone(recorded_pids(project))
 
 
