@@ -106,7 +106,8 @@ class ProdServer:
                 stream.flush()  # or the child would write the parent's buffered output again
         with warnings.catch_warnings():
             # Python 3.12+ warns when a process with threads forks (pytest-xdist's
-            # workers have some): the child only execs our own serve path.
+            # workers have some). The child runs only the serve path and ends in
+            # os._exit; logging's locks are renewed after a fork by logging itself.
             warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
