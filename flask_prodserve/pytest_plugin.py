@@ -15,8 +15,9 @@ flask-prodserve is all it takes. It adds:
   the servers for one test, and keyword arguments are options, as for
   ``flask_prodserve.serve(app, ...)`` (``url_prefix="/app"``).
 
-This module imports nothing but pytest until a test asks for the fixture:
-it is loaded in every pytest run of an environment that has the package.
+It is loaded in every pytest run of an environment that has the package,
+so it imports no server, and the forking code (:mod:`.testing`) only when a
+test asks for the fixture.
 """
 
 from __future__ import annotations
