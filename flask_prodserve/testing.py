@@ -281,8 +281,12 @@ def _reset_process_state() -> None:
     warnings.resetwarnings()
     for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
         warnings.simplefilter("ignore", category)  # the interpreter's defaults
+    # Until the backend installs its own handlers, a stop is a Ctrl+C, which
+    # the serve path treats as a stop while starting (the fixture may stop a
+    # server the moment it announced its URL).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for sig in (signal.SIGHUP, signal.SIGALRM):
         signal.signal(sig, signal.SIG_DFL)
 
 

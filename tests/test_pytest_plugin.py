@@ -8,6 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import Flask
+
+from flask_prodserve.testing import ProdServer, resolve
+
+from .conftest import http_request
 
 pytest_plugins = ["pytester"]
 
@@ -318,26 +323,41 @@ def test_plugin_is_registered_and_skips_without_fork(
     result.stdout.fnmatch_lines(["*prod_server forks the test process, which Windows cannot do*"])
 
 
-def test_sigterm_is_what_stops_the_server(tmp_path: Path) -> None:
-    """Without the pytester layer: the stop is graceful, by PID, and logged."""
-    from flask import Flask
-
-    from flask_prodserve.testing import ProdServer, resolve
-
+def tiny_app() -> Flask:
     app = Flask("tiny")
     app.secret_key = os.urandom(16).hex()
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    server = ProdServer(resolve(app, "waitress", {}), tmp_path / "log").start(app)
+    return app
+
+
+@pytest.mark.parametrize("backend", ["gunicorn", "waitress", "dev"])
+def test_sigterm_is_what_stops_the_server(tmp_path: Path, backend: str) -> None:
+    """Without the pytester layer: the stop is graceful, by PID, and logged."""
+    app = tiny_app()
+    server = ProdServer(resolve(app, backend, {}), tmp_path / "log").start(app)
     try:
         assert server.running
         assert os.getpgid(server.pid) == server.pid  # its own group
+        assert http_request(server.host, server.port, "GET", "/")[0] == 404  # serving
     finally:
         status = server.stop()
     assert status == 0
     assert not server.running
-    assert server.read_log().rstrip().endswith(" * Stopped.")
-    assert "Stopping (SIGTERM)" in server.read_log()
+    log = server.read_log()
+    assert log.rstrip().endswith(" * Stopped."), log
+    assert backend == "dev" or "Stopping (SIGTERM)" in log
     assert server.stop() == 0  # twice is fine
+    assert_all_gone({server.pid})
+
+
+@pytest.mark.parametrize("backend", ["gunicorn", "waitress", "dev"])
+def test_a_stop_right_after_the_start_is_clean(tmp_path: Path, backend: str) -> None:
+    """The fixture may stop a server before its backend has set its own signal
+    handlers: that is a stop while starting, not a death by SIGTERM."""
+    app = tiny_app()
+    server = ProdServer(resolve(app, backend, {}), tmp_path / "log").start(app)
+    assert server.stop() == 0, server.read_log()
+    assert server.read_log().rstrip().endswith(" * Stopped.")
     assert_all_gone({server.pid})
 
 
