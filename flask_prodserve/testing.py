@@ -165,12 +165,16 @@ class ProdServer:
             return False
         if not hasattr(os, "waitid"):  # pragma: no cover - not on Linux
             return True
-        return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # reaped already: the test process ignores SIGCHLD
+            return False
 
     def stop(self, deadline: float = STOP_DEADLINE) -> int:
         """SIGTERM, as a process manager would; kill the whole process group
         if it has not exited after ``deadline`` seconds. Returns the exit
-        status (negative: killed by that signal). Safe to call twice."""
+        status (negative: killed by that signal; 0 when the test process
+        ignores SIGCHLD, so the status is lost). Safe to call twice."""
         if self.returncode is not None or not self.pid:
             return self.returncode or 0
         status = None
@@ -184,8 +188,9 @@ class ProdServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
             if status is None:
-                status = os.waitpid(self.pid, 0)[1]
-            self.returncode = os.waitstatus_to_exitcode(status)
+                with contextlib.suppress(ChildProcessError):  # SIGCHLD ignored: reaped
+                    status = os.waitpid(self.pid, 0)[1]
+            self.returncode = 0 if status is None else os.waitstatus_to_exitcode(status)
             _lifelines.discard(self._lifeline)
             os.close(self._lifeline)
         return self.returncode
@@ -213,8 +218,12 @@ def _wait_exited(pid: int, deadline: float) -> int | None:
             reaped, status = os.waitpid(pid, os.WNOHANG)
             if reaped:
                 return status
-        elif os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            return None
+        else:
+            try:
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return None
+            except ChildProcessError:  # reaped already: the test process ignores SIGCHLD
+                return None
         time.sleep(0.02)
     return None
 

@@ -4,6 +4,7 @@ and tests that use ``prod_server``, run by pytest in a subprocess (pytester)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -377,3 +378,17 @@ def test_a_project_fixture_of_the_same_name_is_left_alone(pytester: pytest.Pytes
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", "--prod-server=all")
     result.stdout.fnmatch_lines(["*::test_own PASSED*"])
     result.assert_outcomes(passed=1)
+
+
+def test_a_test_process_that_ignores_sigchld(tmp_path: Path) -> None:
+    """The kernel reaps the server itself then: the stop still works."""
+    app = tiny_app()
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        server = ProdServer(resolve(app, "waitress", {}), tmp_path / "log").start(app)
+        assert server.running
+        assert server.stop() == 0
+        assert not server.running
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert_all_gone({server.pid})
