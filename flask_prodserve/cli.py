@@ -206,13 +206,22 @@ def serve(app: Flask, **options: Any) -> int:
     return _serve(app, config)
 
 
-def _serve(app: Flask, config: ServeConfig) -> int:
+def _serve(
+    app: Flask, config: ServeConfig, announced: Callable[[list[str]], None] = lambda urls: None
+) -> int:
+    """Serve as ``flask serve`` does; ``announced(urls)`` is called after the
+    banner (the ``prod_server`` pytest fixture learns the port from it)."""
+
+    def announce(urls: list[str], warnings: list[checks.Problem]) -> None:
+        _banner(app, config, urls, warnings)
+        announced(urls)
+
     try:
         _configure_access_log(config.access_log_file)
         status = serving.serve(
             app,
             config,
-            lambda urls, warnings: _banner(app, config, urls, warnings),
+            announce,
             lambda signame, graceful: _stopping(config, signame, graceful),
         )
     except checks.ChecksFailed as exc:

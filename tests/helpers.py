@@ -4,6 +4,7 @@ forges. Test modules import these from here, not from each other."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ __all__ = [
     "ROOT",
     "SPOOFED",
     "LiveServer",
+    "http_request",
     "needs_gunicorn",
     "needs_nginx",
     "run_flask",
@@ -83,3 +85,22 @@ def run_flask(
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
+
+
+def http_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection: status, headers (lower-case names), body."""
+    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()

@@ -24,6 +24,13 @@ def test_import_does_not_import_any_server() -> None:
     assert not {m for m in loaded if m.split(".")[0] in ("gunicorn", "waitress")}
 
 
+def test_loading_the_pytest_plugin_does_not_import_any_server() -> None:
+    # pytest loads it in every run, through the pytest11 entry point.
+    loaded = modules_after("import flask_prodserve.pytest_plugin")
+    assert not {m for m in loaded if m.split(".")[0] in ("gunicorn", "waitress")}
+    assert "flask_prodserve.testing" not in loaded
+
+
 def test_loading_the_cli_command_does_not_import_any_server() -> None:
     loaded = modules_after("from flask_prodserve.cli import serve_command")
     assert "gunicorn" not in loaded

@@ -1,16 +1,43 @@
-"""Live tests: the real ``flask serve`` on a real socket, per backend."""
+"""Live tests: the real ``flask serve`` on a real socket, per backend.
+
+Tests of the command (its messages, exit statuses and signals) start it with
+``flask_serve``; tests of how the app is served use ``prod_server``,
+the same serve path in a fork of this process."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
-# serve_args is imported from here by test_wire_gunicorn.py and test_wire_waitress.py.
-from .helpers import ALL_BACKENDS, PROD_BACKENDS, needs_gunicorn, serve_args
+from flask_prodserve.testing import ProdServer
+
+from .helpers import ALL_BACKENDS, PROD_BACKENDS, http_request, serve_args
+
+
+@pytest.fixture
+def app() -> Flask:
+    """The echo app, for the ``prod_server`` fixture (this package's pytest plugin)."""
+    from .live_apps.echo_app import app
+
+    return app
+
+
+def fetch(server: ProdServer, path: str, **kw: Any) -> tuple[int, dict[str, str], bytes]:
+    return http_request(server.host, server.port, "GET", path, **kw)
+
+
+def get_json(server: ProdServer, path: str) -> dict[str, Any]:
+    status, _, body = fetch(server, path)
+    assert status == 200, (status, body)
+    data: dict[str, Any] = json.loads(body)
+    return data
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)
@@ -31,26 +58,26 @@ def test_dev_server_answers(flask_serve: Any) -> None:
     assert "development mode" in server.log
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_prefix_mount_is_identical_on_every_server(flask_serve: Any, backend: str) -> None:
-    server = flask_serve(serve_args(backend, "--url-prefix", "app/"))
-    assert f":{server.port}/app/" in server.log  # the banner's URL carries the prefix
-    environ = server.get_json("/app/echo/x?q=1")
+@pytest.mark.prod_server("gunicorn", "waitress", "dev", url_prefix="app/")
+def test_prefix_mount_is_identical_on_every_server(prod_server: ProdServer) -> None:
+    assert prod_server.url.endswith(f":{prod_server.port}/app")
+    assert f"{prod_server.url}/" in prod_server.read_log()  # the banner's URL carries the prefix
+    environ = get_json(prod_server, "/app/echo/x?q=1")
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/echo/x")
     assert environ["QUERY_STRING"] == "q=1"
     assert environ["url_for_index"] == "/app/"
     assert environ["url_for_static"] == "/app/static/x.css"
     for outside in ("/", "/appx", "/appx/echo/x", "/other"):
-        status, _, body = server.request("GET", outside)
+        status, _, body = fetch(prod_server, outside)
         assert status == 404, (outside, body)
         assert b"served under /app/" in body
-    status, headers, _ = server.request("GET", "/app")
+    status, headers, _ = fetch(prod_server, "/app")
     assert status in (301, 308)
     assert headers["location"].endswith("/app/")
-    status, headers, _ = server.request("GET", "/app/redirect")
+    status, headers, _ = fetch(prod_server, "/app/redirect")
     assert status == 302
     assert headers["location"] == "/app/"
-    status, headers, _ = server.request("GET", "/app/login")
+    status, headers, _ = fetch(prod_server, "/app/login")
     assert status == 200
     assert "Path=/app" in headers["set-cookie"]
 
@@ -88,21 +115,21 @@ def test_port_in_use_is_one_line(flask_serve: Any, backend: str) -> None:
     ]
 
 
-def test_access_log_line(flask_serve: Any) -> None:
-    server = flask_serve(serve_args("waitress", "--url-prefix", "/app"))
-    server.request("GET", "/app/echo/a?b=1", headers={"User-Agent": "probe/1"})
-    server.terminate()
-    line = next(x for x in server.log.splitlines() if "probe/1" in x)
+@pytest.mark.prod_server("waitress", url_prefix="/app")
+def test_access_log_line(prod_server: ProdServer) -> None:
+    fetch(prod_server, "/app/echo/a?b=1", headers={"User-Agent": "probe/1"})
+    log = prod_server.wait_for_log("probe/1")
+    line = next(x for x in log.splitlines() if "probe/1" in x)
     assert line.startswith("127.0.0.1 - - [")
     assert '"GET /app/echo/a?b=1 HTTP/1.1" 200 ' in line
 
 
-@needs_gunicorn
-def test_gunicorn_uses_several_workers(flask_serve: Any) -> None:
-    server = flask_serve(serve_args("gunicorn", "--workers", "2"))
-    pids = {server.get_json("/")["pid"] for _ in range(40)}
-    assert server.proc.pid not in pids  # requests are served by forked workers
-    assert "Workers: 2 processes" in server.log
+@pytest.mark.prod_server("gunicorn", workers=2)
+def test_gunicorn_uses_several_workers(prod_server: ProdServer) -> None:
+    pids = {get_json(prod_server, "/")["pid"] for _ in range(40)}
+    assert prod_server.pid not in pids  # requests are served by forked workers
+    assert os.getpid() not in pids
+    assert "Workers: 2 processes" in prod_server.read_log()
 
 
 def test_no_app_found_is_one_line(flask_serve: Any) -> None:
