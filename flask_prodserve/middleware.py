@@ -3,7 +3,9 @@
 The chain, outermost first:
 :class:`~flask_prodserve.proxy.ForwardedHeaders` (so everything after it sees
 the real client) -> :class:`HealthCheck` (cheap, never logged) ->
-:class:`AccessLog` (so that requests outside the prefix are logged too) ->
+:class:`~flask_prodserve.metrics.Metrics` (answers the metrics path, never
+logged, and measures every other request) -> :class:`AccessLog` (so that
+requests outside the prefix are logged too) ->
 :class:`~flask_prodserve.limits.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
 mounting the Flask app at ``url_prefix`` (a 404 outside it) -> the Flask app.
@@ -29,6 +31,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from .clock import EverySecond
 from .limits import BodyLimit
 from .logbuffer import direct_handler
+from .metrics import STARTED, Metrics, watch_routes
 from .proxy import ForwardedHeaders
 from .wsgibody import ObservedBody, plain_response
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
     from .config import ServeConfig
     from .lifecycle import Lifecycle
+    from .prometheus import Recorder
 
 access_logger = logging.getLogger("flask_prodserve.access")
 
@@ -58,12 +62,17 @@ def mount(app: Flask, prefix: str) -> WSGIApplication:
     return DispatcherMiddleware(outside, {prefix: app})
 
 
-def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
-    """The full chain for ``config``."""
+def build_wsgi_app(
+    app: Flask, config: ServeConfig, lifecycle: Lifecycle, recorder: Recorder | None = None
+) -> WSGIApplication:
+    """The full chain for ``config``; ``recorder`` holds the metrics when they are on."""
     wsgi_app: WSGIApplication = BodyLimit(mount(app, config.url_prefix), config.max_body_size)
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
         wsgi_app = AccessLog(wsgi_app, config.access_log_format)
+    if recorder is not None:
+        watch_routes(app)
+        wsgi_app = Metrics(wsgi_app, config.metrics_path, config.metrics_allow, recorder)
     if config.health_path:
         # Outside the access log: probes every few seconds would drown it.
         wsgi_app = HealthCheck(wsgi_app, config.health_path, lifecycle.is_ready)
@@ -110,7 +119,9 @@ class AccessLog:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not self.logger.isEnabledFor(logging.INFO):
             return self.app(environ, start_response)
-        started = time.perf_counter()
+        # The instant the metrics middleware saw the request, when it runs: both
+        # report the same duration.
+        started = environ.get(STARTED) or time.perf_counter()
         status: list[str] = []
 
         def recording_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:

@@ -54,6 +54,7 @@ def _check(config: ServeConfig, facts: AppFacts, strip_prefix: str) -> list[str]
     paths = {
         "url_prefix": strip_prefix or config.url_prefix,
         "health_path": config.health_path,
+        "metrics_path": config.metrics_path,
         "the app's static_url_path": facts.static_url_path,
     }
     for where, path in paths.items():
@@ -129,6 +130,7 @@ def _server_block(
         "    proxy_set_header X-Real-IP $remote_addr;",
         '    proxy_set_header Forwarded "";',
         *_health_locations(config.health_path, upstream),
+        *_metrics_location(config.metrics_path, config.metrics_allow, upstream),
         *_static_location(facts, prefix),
         *_app_location(upstream, prefix, strip=strip),
         "}",
@@ -151,6 +153,31 @@ def _health_locations(path: str, upstream: str) -> list[str]:
             f"    location = {location} {{ proxy_pass http://{upstream}; access_log off; }}"
         )
     return lines
+
+
+def _metrics_location(path: str, allow: tuple[str, ...], upstream: str) -> list[str]:
+    if not path:
+        return []
+    if not allow:
+        return [
+            "",
+            "    # The instances' metrics are for Prometheus, which scrapes each instance",
+            "    # directly: not part of the public site (--metrics-allow ADDRESS opens it",
+            "    # here to those addresses).",
+            f"    location = {path} {{ return 404; }}",
+        ]
+    return [
+        "",
+        "    # Metrics for the addresses in --metrics-allow only (the instances check",
+        "    # them again); one instance answers, and each has the figures of all its",
+        "    # workers only: scrape every instance directly to see them all.",
+        f"    location = {path} {{",
+        *(f"        allow {network};" for network in allow),
+        "        deny all;",
+        f"        proxy_pass http://{upstream};",
+        "        access_log off;",
+        "    }",
+    ]
 
 
 def _static_location(facts: AppFacts, prefix: str) -> list[str]:
