@@ -28,8 +28,8 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
-import time
 from collections.abc import Callable, Iterable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from flask import request, request_started
@@ -117,7 +117,11 @@ _METHODS = frozenset(
 
 class Metrics:
     """Answer ``path`` with the metrics (to clients in ``allow``, if given; 404
-    to others) and record every other request."""
+    to others) and record every other request.
+
+    When ``app`` is the access log, the request is recorded with the access
+    log's own measurement (its ``observers``) rather than measured twice.
+    """
 
     def __init__(
         self, app: WSGIApplication, path: str, allow: Networks, recorder: Recorder
@@ -126,46 +130,58 @@ class Metrics:
         self.path = path
         self.networks = tuple(ipaddress.ip_network(a, strict=False) for a in allow)
         self.recorder = recorder
-        # (method, status line, route) -> the histogram child: labels() costs more.
+        # (method, status code, route) -> the histogram child: labels() costs more.
         self.series: dict[tuple[str, str, str], Any] = {}
+        observers = getattr(app, "observers", None)
+        self.observed = isinstance(observers, list)
+        if self.observed:
+            observers.append(self._record)  # type: ignore[union-attr]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == self.path:
             return self._scrape(environ, start_response)
-        started = environ[STARTED] = time.perf_counter()
+        started = environ[STARTED] = perf_counter()
+        self.recorder.active.inc()
+        if self.observed:
+            try:
+                return self.app(environ, start_response)
+            except BaseException:
+                self._record(environ, "500", 0, started)  # the server answers 500
+                raise
         status: list[str] = []
 
         def recording_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
             status[:] = [s]
             return start_response(s, headers, exc_info)
 
-        active = self.recorder.active
-        active.inc()
         try:
             body = self.app(environ, recording_start_response)
         except BaseException:
-            active.dec()
+            self._record(environ, "500", 0, started)
             raise
-        return ObservedBody(body, lambda size: self._record(environ, status, size, started))
+        return ObservedBody(
+            body, lambda size: self._record(environ, status[0] if status else "-", size, started)
+        )
 
-    def _record(
-        self, environ: WSGIEnvironment, status: list[str], size: int, started: float
-    ) -> None:
-        duration = time.perf_counter() - started
+    def _record(self, environ: WSGIEnvironment, status: str, size: int, started: float) -> None:
+        duration = perf_counter() - started
         rec = self.recorder
         rec.active.dec()
-        method = environ.get("REQUEST_METHOD", "")
-        key = (method, status[0][:3] if status else "", environ.get(ROUTE, ""))
-        series = self.series.get(key)
-        if series is None:
-            label = method if method in _METHODS else "_OTHER"  # as OpenTelemetry bounds it
-            series = self.series[key] = rec.duration.labels(label, key[1], key[2])
-        series.observe(duration)
+        key = (environ.get("REQUEST_METHOD", ""), status[:3], environ.get(ROUTE, ""))
+        (self.series.get(key) or self._series(key)).observe(duration)
         if size:
             rec.response_bytes.inc(size)
         length = environ.get("CONTENT_LENGTH")
         if length and length.isdigit():
             rec.request_bytes.inc(int(length))
+
+    def _series(self, key: tuple[str, str, str]) -> Any:
+        """The histogram child for ``(method, status line's start, route)``."""
+        method, code, route = key
+        method = method if method in _METHODS else "_OTHER"  # as OpenTelemetry bounds it
+        child = self.recorder.duration.labels(method, code if code.isdigit() else "", route)
+        self.series[key] = child
+        return child
 
     def _scrape(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         if self.networks and not _allowed(environ.get("REMOTE_ADDR", ""), self.networks):

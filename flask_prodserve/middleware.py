@@ -115,12 +115,15 @@ class AccessLog:
         self.app = app
         self.logger = logger
         self.fmt = fmt
+        #: Called with ``(environ, status line, size, started)`` for every
+        #: request, logged or not: the metrics share this measurement.
+        self.observers: list[Callable[[WSGIEnvironment, str, int, float], None]] = []
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not self.logger.isEnabledFor(logging.INFO):
+        logging_on = self.logger.isEnabledFor(logging.INFO)
+        if not logging_on and not self.observers:
             return self.app(environ, start_response)
-        # The instant the metrics middleware saw the request, when it runs: both
-        # report the same duration.
+        # The instant the metrics middleware saw the request, when it runs.
         started = environ.get(STARTED) or time.perf_counter()
         status: list[str] = []
 
@@ -129,10 +132,19 @@ class AccessLog:
             return start_response(s, headers, exc_info)
 
         body = self.app(environ, recording_start_response)
-        return ObservedBody(body, lambda size: self._log(environ, status, size, started))
 
-    def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
-        status_line = status[0] if status else "-"  # "-": the response never started
+        def done(size: int) -> None:
+            status_line = status[0] if status else "-"  # "-": the response never started
+            try:
+                if logging_on:
+                    self._log(environ, status_line, size, started)
+            finally:
+                for observer in self.observers:
+                    observer(environ, status_line, size, started)
+
+        return ObservedBody(body, done)
+
+    def _log(self, environ: WSGIEnvironment, status_line: str, size: int, started: float) -> None:
         if self.fmt == "combined":
             line = combined_line(environ, status_line, size, started)
         else:
