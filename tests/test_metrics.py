@@ -178,6 +178,21 @@ def test_an_unknown_method_is_counted_as_other(served: tuple[Flask, Any]) -> Non
     assert count(found, http_request_method="_OTHER") == 1
 
 
+def test_a_request_whose_app_raises_is_counted_as_a_500(served: tuple[Flask, Any]) -> None:
+    app, client = served
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.route("/boom")
+    def boom() -> str:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        client.get("/boom")
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert count(found, http_response_status_code="500", http_route="/boom") == 1
+    assert found[("http_server_active_requests", ())] == 0
+
+
 @pytest.mark.parametrize("served", [{"metrics_allow": "10.0.0.0/8"}], indirect=True)
 def test_metrics_allow_hides_the_path_from_other_clients(served: tuple[Flask, Any]) -> None:
     _, client = served
