@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 STARTED = "flask_prodserve.started"
 #: The environ key holding the URL rule that matched.
 ROUTE = "flask_prodserve.route"
-INSTALL = "pip install 'flask-prodserve[metrics]'"
 
 _recorder: Recorder | None = None
 
@@ -141,7 +140,7 @@ class Metrics:
         if environ.get("PATH_INFO") == self.path:
             return self._scrape(environ, start_response)
         started = environ[STARTED] = perf_counter()
-        self.recorder.active.inc()
+        self.recorder.enter()
         if self.observed:
             try:
                 return self.app(environ, start_response)
@@ -166,7 +165,7 @@ class Metrics:
     def _record(self, environ: WSGIEnvironment, status: str, size: int, started: float) -> None:
         duration = perf_counter() - started
         rec = self.recorder
-        rec.active.dec()
+        rec.in_flight.pop()
         key = (environ.get("REQUEST_METHOD", ""), status[:3], environ.get(ROUTE, ""))
         (self.series.get(key) or self._series(key)).observe(duration)
         if size:

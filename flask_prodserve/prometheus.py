@@ -19,7 +19,9 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from prometheus_client import (
@@ -35,6 +37,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds between copies of a process's requests in flight to its gauge.
+PUBLISH_EVERY = 0.5
 _ATTEMPTS = 5
 #: OpenTelemetry's advice for ``http.server.request.duration``, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -59,9 +63,12 @@ class Recorder:
         self.threads = threads
         self.threads_busy: Callable[[], tuple[int, int]] | None = None
         self.forks = 0
-        # In memory where there is such a place: every request writes to these files.
-        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.directory = tempfile.mkdtemp(prefix="flask-prodserve-metrics-", dir=shm)
+        # Requests in flight in this process: deque.append and pop are atomic
+        # and cost no file write; a thread in each process copies the count to
+        # the gauge (see enter()).
+        self.in_flight: deque[None] = deque()
+        self.publisher = 0  # the process whose publishing thread runs
+        self.directory = _fresh_directory()
         os.environ[ENV] = self.directory
         # prometheus_client picks its value class when first imported, from
         # the environment: the app may have imported it before the variable
@@ -77,7 +84,8 @@ class Recorder:
         )
         self.active = Gauge(
             "http_server_active_requests",
-            "Requests in flight (under gunicorn, the threads busy serving).",
+            "Requests in flight (under gunicorn, the threads busy serving); other "
+            "workers' as of half a second ago.",
             registry=None,
             multiprocess_mode="livesum",
         )
@@ -109,6 +117,21 @@ class Recorder:
         self.restarts.inc(0)  # in the master's file: the series exists from the start
         self.reloads.inc(0)
 
+    def enter(self) -> None:
+        """A request starts (leave by ``in_flight.pop()``)."""
+        self.in_flight.append(None)
+        if self.publisher != _pid[0]:  # the first request in this process
+            self.publisher = _pid[0]
+            threading.Thread(target=self._publish, name="prodserve-metrics", daemon=True).start()
+
+    def _publish(self) -> None:
+        shown = -1
+        while True:
+            if len(self.in_flight) != shown:
+                shown = len(self.in_flight)
+                self.active.set(shown)
+            time.sleep(PUBLISH_EVERY)
+
     def forked(self, workers: int) -> None:
         self.forks += 1
         if self.forks > workers:
@@ -119,6 +142,7 @@ class Recorder:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every process's metrics, and its content type."""
+        self.active.set(len(self.in_flight))  # this process's, exact
         registry = CollectorRegistry()
         MultiProcessCollector(registry, self.directory)  # type: ignore[no-untyped-call]
         registry.register(_ServerCollector(self))
@@ -135,6 +159,31 @@ class Recorder:
         if os.environ.get(ENV) == self.directory:
             del os.environ[ENV]
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_PREFIX = "flask-prodserve-metrics-"
+
+
+def _fresh_directory() -> str:
+    """A new directory for this run, named after this process; those of
+    processes that are gone (killed before they could remove theirs) are removed."""
+    # In memory where there is such a place: requests write to these files.
+    parent = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    for name in os.listdir(parent):
+        pid = name[len(_PREFIX) :].split("-", 1)[0]
+        if name.startswith(_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 class _ServerCollector:

@@ -202,9 +202,24 @@ def test_metrics_allow_hides_the_path_from_other_clients(served: tuple[Flask, An
     assert b"http_server_active_requests" in allowed.data
 
 
-def test_metrics_files_are_removed_at_stop(tmp_path: Any) -> None:
+def test_metrics_files_are_removed_at_stop_and_stale_ones_at_start() -> None:
     import os
+    import subprocess
+    import sys
 
+    from flask_prodserve.prometheus import _fresh_directory
+
+    # A directory left by a process killed before it could remove it.
+    child = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path[:0] = {sys.path!r}; "
+         "from flask_prodserve.prometheus import _fresh_directory; print(_fresh_directory())"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    stale = child.stdout.strip()
+    assert os.path.isdir(stale)
+    mine = _fresh_directory()
+    assert not os.path.exists(stale)
+    os.rmdir(mine)
     app = _app()
     recorder = metrics.start(config_for(app, {"mode": "prod", "metrics_path": "/m"}, env={}))
     assert recorder is not None
@@ -300,3 +315,17 @@ def test_counts_are_exact_on_every_backend(live_server: Any, backend: str) -> No
     if backend != "werkzeug":  # the dev server logs every request itself, as flask run
         assert "GET /metrics " not in server.log and "GET /healthz " not in server.log
     assert "Metrics: /metrics (Prometheus; readable from any address)" in server.log
+    assert _metrics_directories(server.proc.pid)  # while it runs
+    assert server.terminate() == 0
+    assert not _metrics_directories(server.proc.pid)  # removed at exit
+
+
+def _metrics_directories(pid: int) -> list[str]:
+    import glob
+    import tempfile
+
+    return [
+        found
+        for parent in ("/dev/shm", tempfile.gettempdir())
+        for found in glob.glob(f"{parent}/flask-prodserve-metrics-{pid}-*")
+    ]
