@@ -401,6 +401,22 @@ def _proxy_from_anywhere(t: Target) -> Iterator[str]:
         )
 
 
+@check(
+    "PS304",
+    WARNING,
+    "serve with --metrics-allow and the Prometheus server's address, e.g. "
+    "--metrics-allow 10.0.0.7, or keep the port off the public network",
+)
+def _metrics_to_anyone(t: Target) -> Iterator[str]:
+    """Metrics are served on a non-loopback address to any client."""
+    if t.public and t.config.metrics_path and not t.config.metrics_allow:
+        yield (
+            f"metrics_path is {t.config.metrics_path} ({t.where('metrics_path')}) and the "
+            f"server listens on {t.config.host}: anyone who can reach the port can read "
+            "the app's routes and traffic"
+        )
+
+
 # -- 4xx request limits --------------------------------------------------------------
 
 

@@ -315,6 +315,9 @@ def _banner(
         lines.append(
             f" * Health check: {config.health_path} (readiness: {config.health_path}/ready)"
         )
+    if config.metrics_path:
+        readers = ", ".join(config.metrics_allow) or "any address"
+        lines.append(f" * Metrics: {config.metrics_path} (Prometheus; readable from {readers})")
     if config.mode == "prod":
         where = "stdout" if config.access_log_file == "-" else config.access_log_file
         lines.append(f" * Access log: {f'on, to {where}' if config.access_log else 'off'}")

@@ -49,6 +49,7 @@ class Facts:
     cpus: int
     gunicorn_importable: bool
     max_content_length: int | None = None  # the app's MAX_CONTENT_LENGTH
+    metrics_importable: bool = True  # prometheus_client, for metrics_path
 
 
 @dataclass(frozen=True)
@@ -376,6 +377,23 @@ OPTIONS: tuple[Option, ...] = (
         production=True,
     ),
     Option(
+        "metrics_path",
+        "Answer this path (e.g. /metrics) with Prometheus metrics of every worker, "
+        "outside the app and the URL prefix, never logged. Needs "
+        "'pip install flask-prodserve[metrics]'. Off by default.",
+        c.Parsed(c.as_url_prefix),
+        _const(""),
+        metavar="PATH",
+    ),
+    Option(
+        "metrics_allow",
+        "Client addresses or networks that may read metrics_path "
+        "(e.g. 127.0.0.1,10.0.0.0/8); others get 404. Default: any address.",
+        c.Parsed(c.as_networks),
+        _const(c.Networks()),
+        metavar="ADDR[,ADDR...]",
+    ),
+    Option(
         "max_requests",
         "Restart a worker after this many requests, to contain memory leaks "
         "(gunicorn only). 0: never.",
@@ -456,6 +474,8 @@ class ServeConfig:
     access_log_file: str
     health_path: str
     static_files: bool
+    metrics_path: str
+    metrics_allow: c.Networks
     max_requests: int
     max_requests_jitter: int
     server_options: Mapping[str, Any]
@@ -609,6 +629,12 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
             "waitress runs one process and cannot recycle it; "
             "use gunicorn, or set max_requests to 0",
         )
+    _check_paths(values, fail)
+    if values["metrics_path"] and not f.metrics_importable:
+        fail(
+            "metrics_path",
+            "metrics need prometheus_client; run \"pip install 'flask-prodserve[metrics]'\"",
+        )
     if values["mode"] == "prod":
         if f.debug and "mode" in explicit:
             fail(
@@ -622,6 +648,16 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
                     name,
                     f"{name} is only available in dev mode; use --dev or turn it off",
                 )
+
+
+def _check_paths(values: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
+    """The metrics path is answered before the health path and the prefix: it must
+    not hide them."""
+    metrics, health = values["metrics_path"], values["health_path"]
+    if metrics and health and (metrics == health or metrics == health + "/ready"):
+        fail("metrics_path", f"the health check already answers {metrics}; choose another path")
+    if metrics and values["url_prefix"] and metrics == values["url_prefix"]:
+        fail("metrics_path", "the app is mounted there (url_prefix); choose another path")
 
 
 def field_names() -> list[str]:

@@ -16,6 +16,7 @@ added here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -260,3 +261,32 @@ def as_addresses(value: Any) -> Addresses:
     if not words:
         raise ValueError(_ADDRESSES_HINT)
     return Addresses(words)
+
+
+class Networks(tuple[str, ...]):
+    """IP addresses or networks, shown comma-separated; empty means any address."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ",".join(self) or "(any address)"
+
+
+def as_networks(value: Any) -> Networks:
+    """IP addresses or networks (``127.0.0.1,10.0.0.0/8``): a list, or text
+    separated by commas or spaces; empty means any address."""
+    if isinstance(value, str):
+        words = value.replace(",", " ").split()
+    elif isinstance(value, (list, tuple)):
+        words = [str(w) for w in value]
+    else:
+        raise ValueError("expected IP addresses or networks such as 127.0.0.1,10.0.0.0/8")
+    for word in words:
+        try:
+            ipaddress.ip_network(word, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"expected IP addresses or networks such as 127.0.0.1,10.0.0.0/8; "
+                f"{word!r} is neither"
+            ) from None
+    return Networks(words)

@@ -3,7 +3,9 @@
 The chain, outermost first:
 :class:`~flask_prodserve.proxy.ForwardedHeaders` (so everything after it sees
 the real client) -> :class:`HealthCheck` (cheap, never logged) ->
-:class:`AccessLog` (so that requests outside the prefix are logged too) ->
+:class:`~flask_prodserve.metrics.Metrics` (answers the metrics path, never
+logged, and measures every other request) -> :class:`AccessLog` (so that
+requests outside the prefix are logged too) ->
 :class:`~flask_prodserve.limits.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
 mounting the Flask app at ``url_prefix`` (a 404 outside it) -> in production,
@@ -31,6 +33,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from .clock import EverySecond
 from .limits import BodyLimit
 from .logbuffer import direct_handler
+from .metrics import STARTED, Metrics, watch_routes
 from .proxy import ForwardedHeaders
 from .staticfiles import static_layer
 from .wsgibody import ObservedBody, plain_response
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
     from .config import ServeConfig
     from .lifecycle import Lifecycle
+    from .prometheus import Recorder
 
 access_logger = logging.getLogger("flask_prodserve.access")
 
@@ -63,8 +67,10 @@ def mount(app: Flask, prefix: str, *, static_files: bool = False) -> WSGIApplica
     return DispatcherMiddleware(outside, {prefix: served})
 
 
-def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSGIApplication:
-    """The full chain for ``config``."""
+def build_wsgi_app(
+    app: Flask, config: ServeConfig, lifecycle: Lifecycle, recorder: Recorder | None = None
+) -> WSGIApplication:
+    """The full chain for ``config``; ``recorder`` holds the metrics when they are on."""
     static_files = config.static_files and config.mode == "prod"
     wsgi_app: WSGIApplication = BodyLimit(
         mount(app, config.url_prefix, static_files=static_files), config.max_body_size
@@ -72,6 +78,9 @@ def build_wsgi_app(app: Flask, config: ServeConfig, lifecycle: Lifecycle) -> WSG
     if config.access_log and config.mode == "prod":
         # The dev server logs requests itself, in its own familiar format.
         wsgi_app = AccessLog(wsgi_app, config.access_log_format)
+    if recorder is not None:
+        watch_routes(app)
+        wsgi_app = Metrics(wsgi_app, config.metrics_path, config.metrics_allow, recorder)
     if config.health_path:
         # Outside the access log: probes every few seconds would drown it.
         wsgi_app = HealthCheck(wsgi_app, config.health_path, lifecycle.is_ready)
@@ -119,11 +128,16 @@ class AccessLog:
         self.app = app
         self.logger = logger
         self.fmt = fmt
+        #: Called with ``(environ, status line, size, started)`` for every
+        #: request, logged or not: the metrics share this measurement.
+        self.observers: list[Callable[[WSGIEnvironment, str, int, float], None]] = []
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not self.logger.isEnabledFor(logging.INFO):
+        logging_on = self.logger.isEnabledFor(logging.INFO)
+        if not logging_on and not self.observers:
             return self.app(environ, start_response)
-        started = time.perf_counter()
+        # The instant the metrics middleware saw the request, when it runs.
+        started = environ.get(STARTED) or time.perf_counter()
         status: list[str] = []
 
         sent_headers: list[Any] = []
@@ -134,16 +148,24 @@ class AccessLog:
             return start_response(s, headers, exc_info)
 
         body = self.app(environ, recording_start_response)
+
+        def done(size: int) -> None:
+            status_line = status[0] if status else "-"  # "-": the response never started
+            try:
+                if logging_on:
+                    self._log(environ, status_line, size, started)
+            finally:
+                for observer in self.observers:
+                    observer(environ, status_line, size, started)
+
         wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(wrapper, type) and isinstance(body, wrapper):
             size = _content_length(sent_headers[0] if sent_headers else [])
-            on_close = lambda: self._log(environ, status, size, started)  # noqa: E731
-            if log_at_close(body, on_close):
+            if log_at_close(body, lambda: done(size)):
                 return body
-        return ObservedBody(body, lambda size: self._log(environ, status, size, started))
+        return ObservedBody(body, done)
 
-    def _log(self, environ: WSGIEnvironment, status: list[str], size: int, started: float) -> None:
-        status_line = status[0] if status else "-"  # "-": the response never started
+    def _log(self, environ: WSGIEnvironment, status_line: str, size: int, started: float) -> None:
         if self.fmt == "combined":
             line = combined_line(environ, status_line, size, started)
         else:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import backends, sockets
+from . import backends, metrics, sockets
 from .checks import Problem, startup_warnings
 from .config import OPTIONS, Facts, ServeConfig, resolve
 from .cpus import available_cpus
@@ -34,6 +34,7 @@ def facts_about(app: Flask) -> Facts:
         cpus=available_cpus(),
         gunicorn_importable=importlib.util.find_spec("gunicorn") is not None,
         max_content_length=app.config.get("MAX_CONTENT_LENGTH"),
+        metrics_importable=metrics.available(),
     )
 
 
@@ -94,7 +95,6 @@ def serve(
     backend.check_options(config)
     warnings = startup_warnings(app, config) if config.mode == "prod" else []
     lifecycle = lifecycle_for(app)
-    wsgi_app = build_wsgi_app(app, config, lifecycle)
     sock = None
     if config.server == "werkzeug":
         from .backends.dev import inherited_socket
@@ -112,6 +112,8 @@ def serve(
         started = lambda: announce(urls, warnings)  # noqa: E731
     events = backends.Events(started=started, stopping=stopping)
     try:
+        wsgi_app = build_wsgi_app(app, config, lifecycle, metrics.start(config))
         return backend.run(wsgi_app, sock, config, lifecycle, events)
     finally:
         sock.close()
+        metrics.stop()  # only in the process that started them, not in a gunicorn worker

@@ -22,34 +22,40 @@ floors=$(mktemp)
 sed 's/^/   /' "$floors"
 pip_install .venv-floors -c "$floors" -e '.[test]'
 
-# tests/test_nginx.py runs a real nginx: install Debian's package when it is missing
-# (as root, or through passwordless sudo), and stop here if that is not possible.
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-    echo "== installing nginx"
-    sudo=()
+# tests/test_nginx.py runs a real nginx and tests/test_metrics_prometheus.py a real
+# Prometheus: install Debian's package when one is missing (as root, or through
+# passwordless sudo), and stop here if that is not possible.
+apt_ensure() {  # COMMAND PACKAGE WHAT-NEEDS-IT
+    local command=$1 package=$2 needs=$3
+    if command -v "$command" >/dev/null || [ -x "/usr/sbin/$command" ] || [ -x "/usr/bin/$command" ]; then
+        return 0
+    fi
+    echo "== installing $package"
+    local sudo=()
     if [ "$(id -u)" != 0 ]; then sudo=(sudo -n); fi
+    local apt_log
     apt_log=$(mktemp)
-    # Debian starts an installed service (nginx on port 80) unless policy-rc.d
-    # says no: the tests start their own nginx and must leave nothing running.
-    policy=/usr/sbin/policy-rc.d
-    made_policy=0
+    # Debian starts an installed service (nginx on port 80, prometheus on 9090)
+    # unless policy-rc.d says no: the tests start their own and must leave nothing running.
+    local policy=/usr/sbin/policy-rc.d made_policy=0 installed=0
     if [ ! -e "$policy" ] && printf '#!/bin/sh\nexit 101\n' \
             | ${sudo[@]+"${sudo[@]}"} tee "$policy" >/dev/null 2>&1; then
         ${sudo[@]+"${sudo[@]}"} chmod +x "$policy"
         made_policy=1
     fi
-    installed=0
     if { ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -q \
             && ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-                --no-install-recommends nginx; } >"$apt_log" 2>&1; then
+                --no-install-recommends "$package"; } >"$apt_log" 2>&1; then
         installed=1
     fi
     if [ "$made_policy" = 1 ]; then ${sudo[@]+"${sudo[@]}"} rm -f "$policy"; fi
     if [ "$installed" != 1 ]; then
-        echo "Error: nginx is missing and 'apt-get install nginx' failed (needs root or passwordless sudo; log: $apt_log); the nginx tests cannot run without it." >&2
+        echo "Error: $package is missing and 'apt-get install $package' failed (needs root or passwordless sudo; log: $apt_log); $needs cannot run without it." >&2
         exit 1
     fi
-fi
+}
+apt_ensure nginx nginx "the nginx tests"
+apt_ensure prometheus prometheus "the real-Prometheus metrics test"
 
 echo "== ruff check"
 .venv/bin/ruff check .

@@ -249,6 +249,12 @@ TABLE = [
         S(**PUBLIC),
     ),
     (
+        "PS304",
+        S(**PUBLIC, metrics_path="/metrics"),
+        "metrics_path is /metrics (--metrics-path) and the server listens on 0.0.0.0",
+        S(**PUBLIC, metrics_path="/metrics", metrics_allow="10.0.0.7"),
+    ),
+    (
         "PS401",
         S({"MAX_CONTENT_LENGTH": None}),
         "MAX_CONTENT_LENGTH is not set, so request bodies up to 1 GiB are accepted",

@@ -72,6 +72,12 @@ NGINX_VARIANTS = [
     pytest.param({"url_prefix": "/shop", "proxy": "1"}, "", id="app-mounts-prefix"),
     pytest.param({"proxy": "1,127.0.0.1"}, "/shop/v2", id="nginx-strips-prefix"),
     pytest.param({"health_path": "/healthz", "proxy": "1"}, "", id="health-path"),
+    pytest.param({"metrics_path": "/metrics", "proxy": "1"}, "", id="metrics-hidden"),
+    pytest.param(
+        {"metrics_path": "/metrics", "metrics_allow": "10.0.0.7,192.168.0.0/16", "proxy": "1"},
+        "",
+        id="metrics-allowed",
+    ),
     pytest.param(
         {"upstream": "10.0.0.5:8000 [::1]:8001 localhost:8002", "max_body_size": "10M"},
         "",
@@ -147,6 +153,22 @@ def test_nginx_health_path_is_proxied_unlogged() -> None:
     lines = _directives(render("nginx", health_path="healthz", proxy="1").text)
     assert "location = /healthz { proxy_pass http://flask_shop; access_log off; }" in lines
     assert "location = /healthz/ready { proxy_pass http://flask_shop; access_log off; }" in lines
+
+
+def test_nginx_keeps_metrics_off_the_public_site() -> None:
+    lines = _directives(render("nginx", metrics_path="metrics", proxy="1").text)
+    assert "location = /metrics { return 404; }" in lines
+
+
+def test_nginx_serves_metrics_to_the_allowed_addresses_only() -> None:
+    text = render("nginx", metrics_path="/metrics", metrics_allow="10.0.0.7", proxy="1").text
+    block = text.split("location = /metrics {", 1)[1].split("}", 1)[0]
+    assert _directives(block) == [
+        "allow 10.0.0.7;",
+        "deny all;",
+        "proxy_pass http://flask_shop;",
+        "access_log off;",
+    ]
 
 
 def test_nginx_upstream_defaults_to_this_servers_address() -> None:

@@ -22,6 +22,13 @@ def test_import_does_not_import_any_server() -> None:
     loaded = modules_after("import flask_prodserve")
     assert "flask_prodserve" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("gunicorn", "waitress")}
+    assert "prometheus_client" not in loaded  # only when metrics are on
+
+
+def test_loading_the_serving_code_does_not_import_prometheus_client() -> None:
+    loaded = modules_after("import flask_prodserve.serving, flask_prodserve.middleware")
+    assert "flask_prodserve.metrics" in loaded
+    assert "prometheus_client" not in loaded
 
 
 def test_loading_the_pytest_plugin_does_not_import_any_server() -> None:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from werkzeug.debug import DebuggedApplication
 from werkzeug.serving import BaseWSGIServer, is_running_from_reloader, make_server
 
+from .. import metrics
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
@@ -69,6 +71,7 @@ def run(
 def _serve(server: BaseWSGIServer, lifecycle: Lifecycle) -> None:
     lifecycle.run("on_start")
     lifecycle.run("worker_init")
+    metrics.worker_started()
     try:
         server.serve_forever()  # returns on Ctrl+C, and on SIGTERM (see _interrupt)
     finally:

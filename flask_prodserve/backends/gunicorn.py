@@ -27,6 +27,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.config import KNOWN_SETTINGS
 from gunicorn.errors import HaltServer
 
+from .. import metrics
 from ..errors import ServeError
 from ..lifecycle import HookFailed
 from ..proxy import ProxyTrust
@@ -63,6 +64,12 @@ _OURS = {
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
 }
+# Hooks the metrics need, reserved while metrics_path is set.
+_METRICS_HOOKS = {
+    "pre_fork": "--metrics-path",
+    "child_exit": "--metrics-path",
+    "on_reload": "--metrics-path",
+}
 _KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
@@ -97,6 +104,12 @@ def settings(
         "post_worker_init": lambda worker: _worker_init(lifecycle, report_fd),
         "on_exit": lambda arbiter: lifecycle.run("on_stop"),
     }
+    if config.metrics_path:
+        # In the master: count restarts and reloads, and take an exited
+        # worker's in-flight and "alive" figures out of the sums.
+        options["pre_fork"] = lambda arbiter, worker: metrics.forking(config.workers)
+        options["child_exit"] = lambda arbiter, worker: metrics.process_exited(worker.pid)
+        options["on_reload"] = lambda arbiter: metrics.reloaded()
     if "control_socket_disable" in _KNOWN:
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
@@ -147,7 +160,8 @@ def _proxy_settings(trust: ProxyTrust, *, h2c: bool = False) -> dict[str, Any]:
 
 
 def check_options(config: ServeConfig) -> None:
-    check_server_options(config, _KNOWN, _OURS)
+    ours = {**_OURS, **_METRICS_HOOKS} if config.metrics_path else _OURS
+    check_server_options(config, _KNOWN, ours)
 
 
 # Set in a worker process that got a stop signal before post_fork ran.
@@ -175,6 +189,7 @@ def _worker_init(lifecycle: Lifecycle, report_fd: int) -> None:
     except HookFailed as exc:
         os.write(report_fd, f"hook {exc}\n".encode())
         sys.exit(Arbiter.WORKER_BOOT_ERROR)  # gunicorn stops: "Worker failed to boot."
+    metrics.worker_started()
 
 
 def _when_ready(lifecycle: Lifecycle, events: Events) -> None:

@@ -23,6 +23,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.utilities import queue_logger
 
+from .. import metrics
 from . import GRACE_EXPIRED, Events, check_server_options
 from .waitress_http import channel_class, check_deadlines
 
@@ -132,9 +133,11 @@ def run(
     stop = _StopRequest(server, events)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _watch_threads(server.task_dispatcher)
     try:
         lifecycle.run("on_start")
         lifecycle.run("worker_init")
+        metrics.worker_started()
         events.started()  # with the signal handlers in place: a stop is always handled
     except BaseException:
         wasyncore.close_all(server._map)
@@ -153,6 +156,14 @@ def run(
         wasyncore.close_all(server._map)
         lifecycle.run("on_stop")
     return 0 if finished else GRACE_EXPIRED
+
+
+def _watch_threads(dispatcher: Any) -> None:
+    """Report busy threads and queued requests to the metrics. waitress's task
+    dispatcher documents neither ``active_count`` nor ``queue`` (both plain
+    attributes since waitress 1.0): read them only if present."""
+    if hasattr(dispatcher, "active_count") and hasattr(dispatcher, "queue"):
+        metrics.watch_threads(lambda: (dispatcher.active_count, len(dispatcher.queue)))
 
 
 class _Every:

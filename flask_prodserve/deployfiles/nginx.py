@@ -52,6 +52,7 @@ def _check(config: ServeConfig, facts: AppFacts, strip_prefix: str) -> list[str]
     paths = {
         "url_prefix": strip_prefix or config.url_prefix,
         "health_path": config.health_path,
+        "metrics_path": config.metrics_path,
         "the app's static_url_path": facts.static_url_path,
     }
     for where, path in paths.items():

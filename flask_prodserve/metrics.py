@@ -1,0 +1,226 @@
+"""Prometheus metrics, exact across every worker process, on every backend.
+
+With ``metrics_path`` set, :func:`start` (in the process that binds the socket,
+before gunicorn forks) makes a fresh directory for ``prometheus_client``'s
+multiprocess mode and the metrics in it; every worker writes its own files
+there, and a scrape adds them up (:mod:`flask_prodserve.prometheus`). The
+directory is removed by :func:`stop` when the server exits.
+
+:class:`Metrics` sits in the WSGI chain just inside the health check: it
+answers ``metrics_path`` itself (outside the app and the URL prefix, never in
+the access log, never counted) and records every other request from the
+instant it arrives to the last byte handed to the server, the span the access
+log reports (the start instant is shared through the environ, :data:`STARTED`).
+
+The route label is the rule Flask matched (``/item/<int:n>``), noted in the
+environ (:data:`ROUTE`) by a URL value preprocessor, which Flask calls for
+every request once its URL is matched, before any ``before_request`` function
+can answer it. (The request object itself is gone from the environ once the
+app returns; Flask's ``request_started`` signal would do too, at three times
+the cost, and is used for an app that has already served requests, which
+takes no new preprocessor.) Paths no rule matches share the label ``""``.
+
+``prometheus_client`` is imported only when metrics are on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from flask import request, request_started
+
+from .wsgibody import ObservedBody, plain_response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
+
+    from .config import ServeConfig
+    from .converters import Networks
+    from .prometheus import Recorder
+
+#: The environ key holding ``time.perf_counter()`` when the request arrived.
+STARTED = "flask_prodserve.started"
+#: The environ key holding the URL rule that matched.
+ROUTE = "flask_prodserve.route"
+
+_recorder: Recorder | None = None
+
+
+def available() -> bool:
+    """Whether ``prometheus_client`` can be imported (without importing it)."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def start(config: ServeConfig) -> Recorder | None:
+    """In the serving (master) process: the metrics for this run, or None when off."""
+    global _recorder
+    if not config.metrics_path:
+        return None
+    from .prometheus import Recorder
+
+    _recorder = Recorder(threads=config.threads)
+    return _recorder
+
+
+def stop() -> None:
+    """Remove this run's metrics files (only in the process that made them)."""
+    global _recorder
+    if _recorder is not None and _recorder.owner == os.getpid():
+        _recorder.close()
+        _recorder = None
+
+
+# What the backends report; each does nothing while metrics are off.
+
+
+def worker_started() -> None:
+    """In a worker process, once it is ready to serve."""
+    if _recorder is not None:
+        _recorder.workers.set(1)
+
+
+def forking(workers: int) -> None:
+    """In gunicorn's master, before each fork: past the first ``workers``, a restart."""
+    if _recorder is not None:
+        _recorder.forked(workers)
+
+
+def process_exited(pid: int) -> None:
+    """In gunicorn's master, when worker ``pid`` has exited."""
+    if _recorder is not None:
+        _recorder.process_exited(pid)
+
+
+def reloaded() -> None:
+    """In gunicorn's master, on a reload (SIGHUP)."""
+    if _recorder is not None:
+        _recorder.reloads.inc()
+
+
+def watch_threads(busy: Callable[[], tuple[int, int]]) -> None:
+    """A one-process server tells how many threads are busy and requests queued."""
+    if _recorder is not None:
+        _recorder.threads_busy = busy
+
+
+_METHODS = frozenset(
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+)
+
+
+class Metrics:
+    """Answer ``path`` with the metrics (to clients in ``allow``, if given; 404
+    to others) and record every other request.
+
+    When ``app`` is the access log, the request is recorded with the access
+    log's own measurement (its ``observers``) rather than measured twice.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, path: str, allow: Networks, recorder: Recorder
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.networks = tuple(ipaddress.ip_network(a, strict=False) for a in allow)
+        self.recorder = recorder
+        # (method, status code, route) -> the histogram child: labels() costs more.
+        self.series: dict[tuple[str, str, str], Any] = {}
+        observers = getattr(app, "observers", None)
+        self.observed = isinstance(observers, list)
+        if self.observed:
+            observers.append(self._record)  # type: ignore[union-attr]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == self.path:
+            return self._scrape(environ, start_response)
+        started = environ[STARTED] = perf_counter()
+        self.recorder.enter()
+        if self.observed:
+            try:
+                return self.app(environ, start_response)
+            except BaseException:
+                self._record(environ, "500", 0, started)  # the server answers 500
+                raise
+        status: list[str] = []
+
+        def recording_start_response(s: str, headers: Any, exc_info: Any = None) -> Any:
+            status[:] = [s]
+            return start_response(s, headers, exc_info)
+
+        try:
+            body = self.app(environ, recording_start_response)
+        except BaseException:
+            self._record(environ, "500", 0, started)
+            raise
+        return ObservedBody(
+            body, lambda size: self._record(environ, status[0] if status else "-", size, started)
+        )
+
+    def _record(self, environ: WSGIEnvironment, status: str, size: int, started: float) -> None:
+        duration = perf_counter() - started
+        rec = self.recorder
+        rec.in_flight.pop()
+        key = (environ.get("REQUEST_METHOD", ""), status[:3], environ.get(ROUTE, ""))
+        (self.series.get(key) or self._series(key)).observe(duration)
+        if size:
+            rec.response_bytes.inc(size)
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit():
+            rec.request_bytes.inc(int(length))
+
+    def _series(self, key: tuple[str, str, str]) -> Any:
+        """The histogram child for ``(method, status line's start, route)``."""
+        method, code, route = key
+        method = method if method in _METHODS else "_OTHER"  # as OpenTelemetry bounds it
+        child = self.recorder.duration.labels(method, code if code.isdigit() else "", route)
+        self.series[key] = child
+        return child
+
+    def _scrape(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        if self.networks and not _allowed(environ.get("REMOTE_ADDR", ""), self.networks):
+            return plain_response(start_response, "404 Not Found", b"not found\n")
+        body, content_type = self.recorder.exposition()
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ]
+        start_response("200 OK", headers)
+        return [body]
+
+
+def watch_routes(app: Flask) -> None:
+    """Have ``app`` note the rule each request matched, once per app."""
+    if _note_route in app.url_value_preprocessors.get(None, ()):
+        return
+    try:
+        app.url_value_preprocessor(_note_route)
+    except AssertionError:  # the app has served requests: it takes no new setup
+        request_started.connect(_noted_route_signal, app)  # once per sender
+
+
+def _note_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    if rule is not None:
+        req.environ[ROUTE] = rule.rule
+
+
+def _noted_route_signal(sender: Flask, **extra: Any) -> None:
+    _note_route(None, None)
+
+
+def _allowed(peer: str, networks: tuple[Any, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
