@@ -22,7 +22,6 @@ from flask_prodserve.serving import config_for
 
 from .helpers import ALL_BACKENDS, serve_args
 
-
 parser = pytest.importorskip("prometheus_client.parser")
 
 FACTS = Facts(debug=False, platform="linux", cpus=2, gunicorn_importable=True)
