@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import request, request_started
 
-from .wsgibody import ObservedBody, plain_response
+from .responses import ObservedBody, plain_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -6,7 +6,7 @@ the real client) -> :class:`HealthCheck` (cheap, never logged) ->
 :class:`~flask_prodserve.metrics.Metrics` (answers the metrics path, never
 logged, and measures every other request) -> :class:`AccessLog` (so that
 requests outside the prefix are logged too) ->
-:class:`~flask_prodserve.limits.BodyLimit` ->
+:class:`~flask_prodserve.bodylimit.BodyLimit` ->
 :class:`~werkzeug.middleware.dispatcher.DispatcherMiddleware`
 mounting the Flask app at ``url_prefix`` (a 404 outside it) -> in production,
 the static files (:func:`~flask_prodserve.staticfiles.static_layer`) -> the
@@ -30,13 +30,13 @@ from urllib.parse import quote
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from .bodylimit import BodyLimit
 from .clock import EverySecond
-from .limits import BodyLimit
 from .logbuffer import direct_handler
 from .metrics import STARTED, Metrics, watch_routes
 from .proxy import ForwardedHeaders
+from .responses import ObservedBody, plain_response
 from .staticfiles import static_layer
-from .wsgibody import ObservedBody, plain_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from werkzeug.exceptions import BadRequest, RequestTimeout
 
-from ..limits import CLOSE_CONNECTION
+from ..bodylimit import CLOSE_CONNECTION
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

@@ -50,7 +50,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.http.wsgi import create
 from gunicorn.workers.base import Worker
 
-from ..limits import CLOSE_CONNECTION, BodyTooLarge
+from ..bodylimit import CLOSE_CONNECTION, BodyTooLarge
 from .bodyinput import BodyInput
 from .headgate import (
     ERRORS,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..bodylimit import BodyTooLarge
 from ..framing import head_framing_problem, request_line_problem, trailer_problem
-from ..limits import BodyTooLarge
 
 #: Where a request head ends: the empty line. A bare-LF one is let through
 #: for gunicorn's parser to refuse (400) rather than left to time out.
@@ -104,7 +104,7 @@ class ChunkedFraming:
     that many bytes (2^160 of them, if the client says so) until the read
     deadline; and before 27 it takes trailer fields that must never be
     trailers (RFC 9110, 6.5.1) and a body cut short in its trailers.
-    :meth:`feed` raises :class:`~flask_prodserve.limits.BodyTooLarge` (413)
+    :meth:`feed` raises :class:`~flask_prodserve.bodylimit.BodyTooLarge` (413)
     for a size over ``max_size``, and :class:`ValueError` (400) for a size of
     more than 16 digits, a line not ended by CRLF or too long, or a
     forbidden trailer; :meth:`ended` raises ValueError if the stream ended

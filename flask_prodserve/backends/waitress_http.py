@@ -24,7 +24,7 @@ by :func:`channel_class`:
   its side before the end of the body it announced gets 400 (waitress
   would close without a word; the request never runs either way).
 - The task closes the connection after a response when the WSGI chain set
-  :data:`~flask_prodserve.limits.CLOSE_CONNECTION` (an app may not send
+  :data:`~flask_prodserve.bodylimit.CLOSE_CONNECTION` (an app may not send
   ``Connection: close`` through waitress).
 """
 
@@ -39,8 +39,8 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import WSGITask
 from waitress.utilities import BadRequest, Error, RequestHeaderFieldsTooLarge, build_http_date
 
+from ..bodylimit import CLOSE_CONNECTION
 from ..framing import head_framing_problem, request_line_problem
-from ..limits import CLOSE_CONNECTION
 from .waitress_chunked import ChunkedBody
 
 if TYPE_CHECKING:

@@ -1,11 +1,11 @@
 """An app that asks the server to close the connection after a response,
-as :class:`~flask_prodserve.limits.BodyLimit` does when it leaves a body unread."""
+as :class:`~flask_prodserve.bodylimit.BodyLimit` does when it leaves a body unread."""
 
 from __future__ import annotations
 
 from flask import Flask, request
 
-from flask_prodserve.limits import CLOSE_CONNECTION
+from flask_prodserve.bodylimit import CLOSE_CONNECTION
 
 app = Flask(__name__)
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .wsgibody import ObservedBody, plain_response
+from .responses import ObservedBody, plain_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask, request
 from werkzeug.test import Client
 
-from flask_prodserve.limits import CLOSE_CONNECTION, BodyLimit
+from flask_prodserve.bodylimit import CLOSE_CONNECTION, BodyLimit
 
 LIMIT = 100
 
