@@ -21,6 +21,25 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository
 _URL = re.compile(r"Running on (http://[^\s]+?)(/[^\s]*)?$", re.M)
 
 
+def http_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection: status, headers (lower-case names), body."""
+    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
 class LiveServer:
     """A real ``python -m flask --app ... serve`` in a subprocess.
 
@@ -109,13 +128,7 @@ class LiveServer:
         body: bytes | None = None,
         timeout: float = 10,
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host.strip("[]"), self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        return http_request(self.host, self.port, method, path, headers, body, timeout)
 
     def get_json(self, path: str, **kw: Any) -> dict[str, Any]:
         status, _, body = self.request("GET", path, **kw)

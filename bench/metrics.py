@@ -34,6 +34,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: python bench/metrics.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cpu import group_ticks
+
 ROOT = Path(__file__).resolve().parent.parent
 # t(0.975, df) for df = 1..30; beyond that 1.96 is close enough.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -57,20 +62,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def group_ticks(pgid: int) -> int:
-    """CPU clock ticks used so far by the live processes of a process group."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process is gone
-        # After "pid (comm)": state ppid pgrp ... utime (12th) stime (13th).
-        if len(fields) > 12 and fields[2] == str(pgid):
-            total += int(fields[11]) + int(fields[12])
-    return total
 
 
 @dataclass

@@ -4,7 +4,6 @@ forges. Test modules import these from here, not from each other."""
 
 from __future__ import annotations
 
-import http.client
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.liveserver import ROOT, LiveServer
+from bench.liveserver import ROOT, LiveServer, http_request
 from bench.nginx_harness import find_nginx
 
 __all__ = [
@@ -85,22 +84,3 @@ def run_flask(
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
-
-
-def http_request(
-    host: str,
-    port: int,
-    method: str,
-    path: str,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-    timeout: float = 10,
-) -> tuple[int, dict[str, str], bytes]:
-    """One request on its own connection: status, headers (lower-case names), body."""
-    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
