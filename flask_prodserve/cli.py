@@ -22,7 +22,7 @@ from flask.cli import ScriptInfo, pass_script_info
 
 from . import checks, deployfiles, loaderrors, serving, staticfiles
 from .backends import GRACE_EXPIRED
-from .config import OPTION_BY_NAME, OPTIONS, Option
+from .config import OPTION_BY_NAME, OPTIONS, Layer, Option
 from .errors import ProdServeError, ServeError
 from .logbuffer import PLAIN, BatchingStreamHandler
 from .middleware import access_logger
@@ -212,8 +212,8 @@ def _serve(
     """Serve as ``flask serve`` does; ``announced(urls)`` is called after the
     banner (the ``prod_server`` pytest fixture learns the port from it)."""
 
-    def announce(urls: list[str], warnings: list[checks.Problem]) -> None:
-        _banner(app, config, urls, warnings)
+    def announce(served: ServeConfig, urls: list[str], warnings: list[checks.Problem]) -> None:
+        _banner(app, served, urls, warnings)
         announced(urls)
 
     try:
@@ -310,6 +310,7 @@ def _banner(
         )
     elif config.server == "waitress":
         lines.append(f" * Threads: {config.threads} (one process)")
+    lines += _systemd_socket_lines(config)
     lines += [f" * Running on {url}" for url in urls]
     if config.health_path:
         lines.append(
@@ -331,6 +332,22 @@ def _banner(
     lines += [f" * Warning {w.id}: {w.describe()}" for w in warnings]
     lines.append(" * Press CTRL+C to stop")
     click.echo("\n".join(lines))
+
+
+def _systemd_socket_lines(config: ServeConfig) -> list[str]:
+    """Say that systemd's socket decides the address, and which settings it overrode."""
+    origin = config.origins["port"]
+    if origin.layer is not Layer.SYSTEMD:
+        return []
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    lines = [f" * Listening on {origin.label}, {host}:{config.port}"]
+    for name in ("host", "port"):
+        if replaced := config.origins[name].overrides:
+            lines.append(
+                f" * Warning: {replaced} is ignored: systemd's socket decides where to "
+                "listen (change ListenStream= in the .socket unit, or remove the setting)"
+            )
+    return lines
 
 
 def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:

@@ -33,6 +33,9 @@ CONFIG_PREFIX = "PRODSERVE_"
 class Layer(enum.IntEnum):
     """Where a value came from, strongest first."""
 
+    #: The listening socket systemd passed (socket activation) decides host
+    #: and port over any setting: it is already bound when we start.
+    SYSTEMD = -1
     CLI = 0
     ENV = 1
     CONFIG = 2
@@ -58,6 +61,8 @@ class Origin:
 
     layer: Layer
     label: str
+    #: The explicit setting this value replaced, ``--port 9000``, if it differed.
+    overrides: str = ""
 
     def explain(self) -> str:
         """``set by --port`` for an explicit value, the reason for a default."""

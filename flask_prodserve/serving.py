@@ -23,6 +23,8 @@ from .extension import extension_defaults, lifecycle_for
 from .middleware import build_wsgi_app
 
 if TYPE_CHECKING:
+    import socket
+
     from flask import Flask
 
 
@@ -81,20 +83,19 @@ def run_options(app: Flask, options: Mapping[str, Any]) -> tuple[dict[str, Any],
 def serve(
     app: Flask,
     config: ServeConfig,
-    announce: Callable[[list[str], list[Problem]], None],
+    announce: Callable[[ServeConfig, list[str], list[Problem]], None],
     stopping: Callable[[str, bool], None],
 ) -> int:
     """Bind, and serve until stopped; return the exit status.
 
-    ``announce(urls, warnings)`` is called once the server has accepted its
-    settings, ``stopping(signal_name, graceful)`` when a stop signal arrives.
+    ``announce(config, urls, warnings)`` is called once the server has accepted
+    its settings (``config`` with the address of the socket systemd passed, if
+    it passed one), ``stopping(signal_name, graceful)`` when a stop signal arrives.
     In production the checks run first, and a failed check at error level
     (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding.
     """
     backend = backends.load(config.server)
     backend.check_options(config)
-    warnings = startup_warnings(app, config) if config.mode == "prod" else []
-    lifecycle = lifecycle_for(app)
     sock = None
     if config.server == "werkzeug":
         from .backends.dev import inherited_socket
@@ -102,14 +103,10 @@ def serve(
         sock = inherited_socket()  # the reloader's child: its parent announced
     started: Callable[[], None] = lambda: None  # noqa: E731
     if sock is None:
-        sock = sockets.bind(
-            config.host,
-            config.port,
-            config.backlog,
-            where=config.origins["port"].label,
-        )
+        sock, config, warnings = _listen(app, config)
         urls = sockets.display_urls(sock, config.url_prefix)
-        started = lambda: announce(urls, warnings)  # noqa: E731
+        started = lambda: announce(config, urls, warnings)  # noqa: E731
+    lifecycle = lifecycle_for(app)
     events = backends.Events(started=started, stopping=stopping)
     try:
         wsgi_app = build_wsgi_app(app, config, lifecycle, metrics.start(config))
@@ -117,3 +114,21 @@ def serve(
     finally:
         sock.close()
         metrics.stop()  # only in the process that started them, not in a gunicorn worker
+
+
+def _listen(app: Flask, config: ServeConfig) -> tuple[socket.socket, ServeConfig, list[Problem]]:
+    """The socket systemd passed, or a new one once the checks have passed;
+    the config says where it listens, and the checks judged that address."""
+    inherited = sockets.from_systemd(os.environ)
+    if inherited is not None:
+        config = sockets.adopt(config, inherited)
+    try:
+        warnings = startup_warnings(app, config) if config.mode == "prod" else []
+    except BaseException:
+        if inherited is not None:
+            inherited.close()  # our copy: systemd keeps the socket open
+        raise
+    sock = inherited or sockets.bind(
+        config.host, config.port, config.backlog, where=config.origins["port"].label
+    )
+    return sock, config, warnings
