@@ -13,6 +13,7 @@ its queue instead of being refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import ipaddress
@@ -131,17 +132,15 @@ def from_systemd(environ: MutableMapping[str, str]) -> socket.socket | None:
     fd = _chosen(fds, names)
     for other in fds:  # sd_listen_fds marks them close-on-exec; only ours is used
         if other != fd:
-            try:
+            with contextlib.suppress(OSError):  # not open: nothing to mark
                 os.set_inheritable(other, False)
-            except OSError:
-                pass
     return _listening(fd)
 
 
 def _chosen(fds: range, names: str | None) -> int:
     if len(fds) == 1:
         return fds[0]
-    named = [fd for fd, name in zip(fds, (names or "").split(":")) if name == FD_NAME]
+    named = [fd for fd, name in zip(fds, (names or "").split(":"), strict=False) if name == FD_NAME]
     if len(named) == 1:
         return named[0]
     raise ServeError(
