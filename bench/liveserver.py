@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,21 @@ class LiveServer:
     banner. The log goes to a file that is shown when a test fails.
     """
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        *,
+        launcher: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        """``launcher`` is a command that execs ``python -m flask ...`` (given as
+        its trailing arguments), such as ``systemd-socket-activate``; ``pass_fds``
+        stay open in it."""
         self.args = args
+        self.launcher = list(launcher)
+        self.pass_fds = tuple(pass_fds)
         self.log_path = log
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.env.pop("FLASK_DEBUG", None)
@@ -63,7 +77,7 @@ class LiveServer:
         return self.start()
 
     def start(self, wait: bool = True, deadline: float = 30) -> LiveServer:
-        cmd = [sys.executable, "-m", "flask", *self.args]
+        cmd = [*self.launcher, sys.executable, "-m", "flask", *self.args]
         with open(self.log_path, "wb") as log:
             # Own process group: gunicorn workers are cleaned up with their master.
             self.proc = subprocess.Popen(
@@ -74,6 +88,7 @@ class LiveServer:
                 cwd=self.cwd,
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
+                pass_fds=self.pass_fds,
             )
         if wait:
             self.wait_ready(deadline)

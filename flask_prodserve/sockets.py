@@ -178,7 +178,8 @@ def _not_listening_tcp(sock: socket.socket) -> str:
         # delete a socket file systemd owns when it stops).
         return f"a Unix socket ({sock.getsockname()}): flask serve serves TCP; {_LISTEN_STREAM}"
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
-        return f"not a TCP stream socket ({sock.family.name}, {sock.type.name}): {_LISTEN_STREAM}"
+        kind = ", ".join(str(getattr(v, "name", v)) for v in (sock.family, sock.type))
+        return f"not a TCP stream socket ({kind}): {_LISTEN_STREAM}"
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         return "a connection, not a listening socket: set Accept=no in the .socket unit"
     return ""
