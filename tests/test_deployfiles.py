@@ -243,17 +243,23 @@ def unit_fields(text: str) -> dict[str, dict[str, list[str]]]:
     return sections
 
 
-def check_unit(text: str, tmp_path: Path) -> None:
-    """``systemd-analyze verify`` where systemd is installed (it checks that
-    ExecStart's program exists, too); the file is parsed and checked anyway."""
-    fields = unit_fields(text)
-    assert set(fields) == {"Unit", "Service", "Install"}
+def check_unit(text: str, tmp_path: Path, socket_text: str | None = None) -> None:
+    """``systemd-analyze verify`` on the service and the socket unit it requires
+    (by default the one made from the same settings), where systemd is installed;
+    it checks that ExecStart's program exists, too. Parsed and checked anyway."""
+    service = unit_fields(text)
+    assert set(service) == {"Unit", "Service", "Install"}
+    if socket_text is None:
+        socket_text = render("systemd-socket").text
+    assert set(unit_fields(socket_text)) == {"Unit", "Socket", "Install"}
+    name = service["Unit"]["Requires"][0].removesuffix(".socket")
     analyze = shutil.which("systemd-analyze")
     if analyze:
-        unit = tmp_path / "shop.service"
-        unit.write_text(text)
+        units = [tmp_path / f"{name}.service", tmp_path / f"{name}.socket"]
+        units[0].write_text(text)
+        units[1].write_text(socket_text)
         result = subprocess.run(
-            [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+            [analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, result.stderr
 
@@ -278,6 +284,47 @@ def test_systemd_unit(tmp_path: Path) -> None:
 def test_systemd_unit_writes_where_it_listens() -> None:
     exec_start = unit_fields(render("systemd", host="0.0.0.0", port="8080").text)["Service"]
     assert exec_start["ExecStart"][0].endswith("--prod --host 0.0.0.0 --port 8080")
+
+
+def test_systemd_service_runs_on_its_socket_and_reloads_with_hup(tmp_path: Path) -> None:
+    text = render("systemd").text
+    check_unit(text, tmp_path)
+    unit = unit_fields(text)
+    assert unit["Unit"]["Requires"] == ["shop.socket"]
+    assert unit["Unit"]["After"] == ["shop.socket network-online.target"]
+    assert unit["Service"]["ExecReload"] == ["/bin/kill -s HUP $MAINPID"]
+    assert unit["Install"]["Also"] == ["shop.socket"]
+    # The header names the command that prints the socket unit.
+    assert "#   flask --app shop serve --emit systemd-socket\n" in text
+
+
+@pytest.mark.parametrize(
+    ("cli", "listen", "dual_stack"),
+    [
+        pytest.param({}, "127.0.0.1:8000", False, id="default"),
+        pytest.param({"host": "0.0.0.0", "port": "8080"}, "0.0.0.0:8080", False, id="ipv4-all"),
+        pytest.param({"host": "::", "port": "8080"}, "[::]:8080", True, id="ipv6-all"),
+        pytest.param({"host": "::1"}, "[::1]:8000", False, id="ipv6-loopback"),
+        pytest.param({"host": "localhost"}, "127.0.0.1:8000", False, id="localhost"),
+    ],
+)
+def test_systemd_socket_unit_listens_where_flask_serve_would(
+    tmp_path: Path, cli: dict[str, str], listen: str, dual_stack: bool
+) -> None:
+    text = render("systemd-socket", backlog="512", **cli).text
+    check_unit(render("systemd", **cli).text, tmp_path, text)
+    socket_unit = unit_fields(text)["Socket"]
+    assert socket_unit["ListenStream"] == [listen]
+    assert socket_unit["Accept"] == ["no"]  # the listening socket, not a connection
+    assert socket_unit["Backlog"] == ["512"]
+    assert socket_unit["FileDescriptorName"] == ["http"]
+    assert socket_unit.get("BindIPv6Only") == (["both"] if dual_stack else None)
+    assert unit_fields(text)["Install"]["WantedBy"] == ["sockets.target"]
+
+
+def test_systemd_socket_unit_needs_an_ip_address() -> None:
+    with pytest.raises(ConfigError, match=r"--host: a .socket unit listens on an IP address"):
+        render("systemd-socket", host="app.example")
 
 
 def test_systemd_unit_quotes_what_systemd_would_expand(tmp_path: Path) -> None:
@@ -491,4 +538,8 @@ def test_header_command_reproduces_the_file(tmp_path: Path) -> None:
     assert shlex.split(service["ExecStart"][0])[:4] == [
         str(Path(sys.executable).parent / "flask"), "--app", ECHO_APP, "serve"
     ]  # fmt: skip
-    check_unit(first, tmp_path)
+    socket_command = first.splitlines()[2].removeprefix("#   ")
+    assert socket_command == command.replace("--emit systemd", "--emit systemd-socket")
+    socket_unit = flask(*shlex.split(socket_command)[1:])
+    assert unit_fields(socket_unit)["Socket"]["ListenStream"] == ["127.0.0.1:8000"]
+    check_unit(first, tmp_path, socket_unit)

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from .commands import option_text, serve_args
 from .facts import AppFacts, DeployFile, app_facts
 from .nginx import nginx
-from .platforms import dockerfile, procfile, systemd
+from .platforms import dockerfile, procfile, systemd, systemd_socket
 
 if TYPE_CHECKING:
     from ..config import ServeConfig
 
-KINDS = ("nginx", "systemd", "procfile", "dockerfile")
+KINDS = ("nginx", "systemd", "systemd-socket", "procfile", "dockerfile")
 
 __all__ = [
     "KINDS",
@@ -37,6 +37,7 @@ __all__ = [
     "render",
     "serve_args",
     "systemd",
+    "systemd_socket",
 ]
 
 
@@ -46,4 +47,10 @@ def render(
     """The file of ``kind`` (one of :data:`KINDS`) for ``config``."""
     if kind == "nginx":
         return nginx(config, facts, strip_prefix=strip_prefix)
-    return {"systemd": systemd, "procfile": procfile, "dockerfile": dockerfile}[kind](config, facts)
+    renderers = {
+        "systemd": systemd,
+        "systemd-socket": systemd_socket,
+        "procfile": procfile,
+        "dockerfile": dockerfile,
+    }
+    return renderers[kind](config, facts)

@@ -1,10 +1,13 @@
-"""Files that start ``flask serve --prod``: a systemd unit, a Procfile, a Dockerfile."""
+"""Files that start ``flask serve --prod``: systemd units, a Procfile, a Dockerfile."""
 
 from __future__ import annotations
 
+import ipaddress
+import shlex
 from typing import TYPE_CHECKING
 
 from ..config import Layer
+from ..errors import ConfigError
 from .commands import serve_args, serve_command, slug
 from .facts import DeployFile
 from .templating import render
@@ -15,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def systemd(config: ServeConfig, facts: AppFacts) -> DeployFile:
-    """A systemd service unit that runs ``flask serve --prod``."""
+    """A systemd service unit that runs ``flask serve --prod`` on the socket of
+    :func:`systemd_socket`, and reloads it with SIGHUP."""
     where: list[str] = []
     if config.host != "127.0.0.1":
         where += ["--host", config.host]
@@ -29,8 +33,41 @@ def systemd(config: ServeConfig, facts: AppFacts) -> DeployFile:
         facts=facts,
         name=slug(facts.app_name),
         command=command,
+        socket_command=_with_emit(facts.command, "systemd-socket"),
     )
     return DeployFile(text)
+
+
+def systemd_socket(config: ServeConfig, facts: AppFacts) -> DeployFile:
+    """The systemd socket unit that listens for :func:`systemd`'s service."""
+    host = "127.0.0.1" if config.host == "localhost" else config.host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            config.origins["host"].label,
+            config.host,
+            "a .socket unit listens on an IP address, not a host name; use --host "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        ) from None
+    listen = f"[{address}]:{config.port}" if address.version == 6 else f"{address}:{config.port}"
+    text = render(
+        "systemd.socket.j2",
+        config=config,
+        facts=facts,
+        name=slug(facts.app_name),
+        listen=listen,
+        dual_stack=address == ipaddress.ip_address("::"),
+    )
+    return DeployFile(text)
+
+
+def _with_emit(command: str, kind: str) -> str:
+    """The command that produced one file, changed to print the ``kind`` file."""
+    words = shlex.split(command)
+    if "--emit" in words[:-1]:
+        words[words.index("--emit") + 1] = kind
+    return shlex.join(words)
 
 
 def _platform_command(config: ServeConfig, facts: AppFacts) -> tuple[list[str], list[str]]:
