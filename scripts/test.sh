@@ -23,7 +23,8 @@ sed 's/^/   /' "$floors"
 pip_install .venv-floors -c "$floors" -e '.[test]'
 
 # tests/test_nginx.py runs a real nginx and tests/test_metrics_prometheus.py a real
-# Prometheus: install Debian's package when one is missing (as root, or through
+# Prometheus, tests/test_socket_activation.py systemd-socket-activate: install
+# Debian's package when one is missing (as root, or through
 # passwordless sudo), and stop here if that is not possible.
 apt_ensure() {  # COMMAND PACKAGE WHAT-NEEDS-IT
     local command=$1 package=$2 needs=$3
@@ -56,6 +57,9 @@ apt_ensure() {  # COMMAND PACKAGE WHAT-NEEDS-IT
 }
 apt_ensure nginx nginx "the nginx tests"
 apt_ensure prometheus prometheus "the real-Prometheus metrics test"
+# Only the tools are used (no systemd needs to run): systemd-socket-activate
+# for the socket-activation tests, systemd-analyze to verify generated units.
+apt_ensure systemd-socket-activate systemd "the socket-activation tests"
 
 echo "== ruff check"
 .venv/bin/ruff check .
