@@ -33,8 +33,11 @@ def flask_serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Star
     test failed. (Not pytest-flask's ``live_server``, which runs ``app.run()``.)"""
     servers: list[LiveServer] = []
 
-    def start(args: list[str], env: dict[str, str] | None = None, wait: bool = True) -> LiveServer:
-        server = LiveServer(args, tmp_path / f"server-{len(servers)}.log", env)
+    def start(
+        args: list[str], env: dict[str, str] | None = None, wait: bool = True, **launch: Any
+    ) -> LiveServer:
+        # launch: LiveServer's launcher and pass_fds
+        server = LiveServer(args, tmp_path / f"server-{len(servers)}.log", env, **launch)
         servers.append(server)
         return server.start(wait=wait)
 

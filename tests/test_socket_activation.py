@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,11 +190,10 @@ def systemd_socket() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def activate(
-    tmp_path: Path, systemd_socket: socket.socket, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., LiveServer]]:
+    flask_serve: Callable[..., LiveServer], systemd_socket: socket.socket
+) -> Callable[..., LiveServer]:
     """Start ``flask serve`` under ``systemd-socket-activate``, which passes it
     the socket (as fd 3, named ``http``) once a connection is waiting."""
-    servers: list[LiveServer] = []
     fd = systemd_socket.fileno()
     move = "" if fd == 3 else f"exec 3<&{fd} {fd}<&-; "
     # systemd-socket-activate passes on the sockets it was given (sd_listen_fds).
@@ -203,21 +201,13 @@ def activate(
 
     def start(mode: str, *extra: str) -> LiveServer:
         args = [*ECHO, "serve", *MODES[mode], *extra]
-        log = tmp_path / f"server-{len(servers)}.log"
-        server = LiveServer(args, log, launcher=["bash", "-c", command, "bash"], pass_fds=[fd])
-        servers.append(server)
+        launcher = ["bash", "-c", command, "bash"]
+        server = flask_serve(args, wait=False, launcher=launcher, pass_fds=[fd])
         server.host, server.port = systemd_socket.getsockname()
-        server.start(wait=False)
         server.wait_for_log("Received 1 descriptors")  # systemd-socket-activate runs
         return server
 
-    yield start
-    for server in servers:
-        server.kill()
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        for server in servers:
-            print(f"--- {server.args}\n{server.log}")
+    return start
 
 
 def echo(server: LiveServer, path: str) -> dict[str, Any]:
