@@ -322,9 +322,19 @@ def test_systemd_socket_unit_listens_where_flask_serve_would(
     assert unit_fields(text)["Install"]["WantedBy"] == ["sockets.target"]
 
 
-def test_systemd_socket_unit_needs_an_ip_address() -> None:
-    with pytest.raises(ConfigError, match=r"--host: a .socket unit listens on an IP address"):
-        render("systemd-socket", host="app.example")
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        pytest.param({"host": "app.example"}, "--host: a .socket unit listens on an IP address",
+                     id="host-name"),
+        pytest.param({"port": "0"}, "--port: a .socket unit needs a fixed port", id="port-0"),
+    ],
+)  # fmt: skip
+def test_systemd_socket_unit_needs_an_address_systemd_can_bind(
+    cli: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        render("systemd-socket", **cli)
 
 
 def test_systemd_unit_quotes_what_systemd_would_expand(tmp_path: Path) -> None:

@@ -40,6 +40,10 @@ def systemd(config: ServeConfig, facts: AppFacts) -> DeployFile:
 
 def systemd_socket(config: ServeConfig, facts: AppFacts) -> DeployFile:
     """The systemd socket unit that listens for :func:`systemd`'s service."""
+    if config.port == 0:
+        raise ConfigError(
+            config.origins["port"].label, 0, "a .socket unit needs a fixed port, such as 8000"
+        )
     host = "127.0.0.1" if config.host == "localhost" else config.host
     try:
         address = ipaddress.ip_address(host)
