@@ -226,6 +226,9 @@ def test_the_first_connection_starts_the_server_on_the_socket_systemd_passed(
     assert "Serving Flask app" not in server.log  # nothing runs until a client comes
     environ = echo(server, "/echo/first")
     assert environ["SERVER_SOFTWARE"].startswith(SOFTWARE[mode.split("-")[0]])
+    assert server.proc is not None
+    if mode == "werkzeug-reloader":  # the parent watches files, its child serves
+        assert environ["pid"] != server.proc.pid
     log = server.wait_for_log("/echo/first")
     assert "Communication attempt on fd 3." in log  # started by that connection
     address = f"127.0.0.1:{server.port}"
