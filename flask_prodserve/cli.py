@@ -304,12 +304,10 @@ def _banner(
     ]
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
-    if config.server == "gunicorn":
+    if config.server != "werkzeug":
         lines.append(
             f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
         )
-    elif config.server == "waitress":
-        lines.append(f" * Threads: {config.threads} (one process)")
     lines += [f" * Running on {url}" for url in urls]
     if config.health_path:
         lines.append(

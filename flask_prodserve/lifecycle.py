@@ -1,13 +1,13 @@
 """Lifecycle hooks registered on the extension, run by every backend alike.
 
-========== ================================ ====================================
-hook       gunicorn                         waitress / dev server
-========== ================================ ====================================
-on_start   once, in the master, when ready  once, before serving
-worker_init in each worker, after fork      once, before serving
-on_stop    once, in the master, at exit     once, after the server stopped
-ready      on each ``<health_path>/ready``  the same
-========== ================================ ====================================
+=========== ================================ ====================================
+hook        gunicorn, waitress (POSIX)       waitress (Windows), dev server
+=========== ================================ ====================================
+on_start    once, in the master, when ready  once, before serving
+worker_init in each worker, after fork       once, before serving
+on_stop     once, in the master, at exit     once, after the server stopped
+ready       on each ``<health_path>/ready``  the same
+=========== ================================ ====================================
 
 Each hook is called with the app, inside an app context. A hook that raises
 stops the server: :class:`HookFailed` names it, its exception and the line
@@ -79,7 +79,7 @@ class HookFailed(ProdServeError):
     """A lifecycle hook raised: ``worker_init hook 'connect' failed: ...``."""
 
     def __init__(self, stage: Stage, hook: Hook, exc: Exception) -> None:
-        where = _raised_at(exc)
+        where = raised_at(exc)
         super().__init__(
             f"{stage} hook {_name(hook)!r} failed: {type(exc).__name__}: {exc}"
             + (f" ({where})" if where else "")
@@ -90,7 +90,7 @@ def _name(hook: Hook) -> str:
     return getattr(hook, "__name__", repr(hook))
 
 
-def _raised_at(exc: BaseException) -> str:
+def raised_at(exc: BaseException) -> str:
     """``app.py, line 12``: the innermost frame of the app's own code that raised."""
     # Frames in these are not the app's: Python's, installed packages', ours.
     paths = sysconfig.get_paths()
