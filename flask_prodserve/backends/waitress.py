@@ -280,7 +280,8 @@ def _drain(server: Any, grace: float, deadlines: _Deadlines) -> bool:
     deadline = time.monotonic() + grace
     while True:
         channels = [c for c in list(server._map.values()) if isinstance(c, HTTPChannel)]
-        busy = [c for c in channels if _busy(c)]
+        now = time.time()  # waitress's clock
+        busy = [c for c in channels if _busy(c, now)]
         for channel in channels:
             if channel not in busy:
                 channel.handle_close()  # idle keep-alive connection
@@ -292,9 +293,18 @@ def _drain(server: Any, grace: float, deadlines: _Deadlines) -> bool:
         deadlines.check()  # a client still sending its headers gets no extra time
 
 
-def _busy(channel: Any) -> bool:
-    """A request is being received, run or sent on this connection."""
+#: Seconds a new connection has to send its first request while the server
+#: drains: its client connected to send one (the supervisor drains workers
+#: under a steady stream of new connections).
+_FIRST_REQUEST = 1.0
+
+
+def _busy(channel: Any, now: float) -> bool:
+    """A request is being received, run or sent on this connection, or is
+    about to arrive on a new one."""
     if channel.requests or channel.request is not None or channel.total_outbufs_len:
+        return True
+    if not getattr(channel, "served_at", True) and now - channel.last_activity < _FIRST_REQUEST:
         return True
     try:  # bytes waiting unread: a request that has arrived but is not parsed yet
         return bool(channel.socket.recv(1, socket.MSG_PEEK))
