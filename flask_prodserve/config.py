@@ -418,6 +418,16 @@ OPTIONS: tuple[Option, ...] = (
         production=True,
     ),
     Option(
+        "reload_file",
+        "Reload the app with the code on disk when this file's modification time "
+        "changes ('touch PATH'), as kill -HUP does; for Windows and platforms "
+        "without signals. Off by default.",
+        click.STRING,
+        _const(""),
+        metavar="PATH",
+        production=True,
+    ),
+    Option(
         "server_options",
         "Raw options for the chosen server, as a JSON object, checked against "
         "its own option names, e.g. '{\"worker_connections\": 500}'.",
@@ -484,6 +494,7 @@ class ServeConfig:
     metrics_allow: c.Networks
     max_requests: int
     max_requests_jitter: int
+    reload_file: str
     server_options: Mapping[str, Any]
     ignore_checks: str
     reload: bool

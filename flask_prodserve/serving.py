@@ -19,8 +19,8 @@ from .checks import Problem, startup_warnings
 from .config import OPTIONS, Facts, ServeConfig, resolve
 from .cpus import available_cpus
 from .errors import ConfigError
-from .extension import extension_defaults, lifecycle_for
-from .middleware import build_wsgi_app
+from .extension import extension_defaults
+from .reloading import OBJECT, AppLoader, AppSource
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -83,18 +83,21 @@ def serve(
     config: ServeConfig,
     announce: Callable[[list[str], list[Problem]], None],
     stopping: Callable[[str, bool], None],
+    reload_note: Callable[[str], None] = lambda line: None,
+    source: AppSource = OBJECT,
 ) -> int:
     """Bind, and serve until stopped; return the exit status.
 
     ``announce(urls, warnings)`` is called once the server has accepted its
-    settings, ``stopping(signal_name, graceful)`` when a stop signal arrives.
+    settings, ``stopping(signal_name, graceful)`` when a stop signal arrives,
+    ``reload_note(line)`` as a reload goes. ``source`` says how to import the
+    app again for a reload (:func:`flask_prodserve.reloading.load`).
     In production the checks run first, and a failed check at error level
     (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding.
     """
     backend = backends.load(config.server)
     backend.check_options(config)
     warnings = startup_warnings(app, config) if config.mode == "prod" else []
-    lifecycle = lifecycle_for(app)
     sock = None
     if config.server == "werkzeug":
         from .backends.dev import inherited_socket
@@ -110,10 +113,11 @@ def serve(
         )
         urls = sockets.display_urls(sock, config.url_prefix)
         started = lambda: announce(urls, warnings)  # noqa: E731
-    events = backends.Events(started=started, stopping=stopping)
     try:
-        wsgi_app = build_wsgi_app(app, config, lifecycle, metrics.start(config))
-        return backend.run(wsgi_app, sock, config, lifecycle, events)
+        loader = AppLoader(source, config, metrics.start(config))
+        first = loader.first(app)
+        events = backends.Events(started, stopping, reload_note, loader)
+        return backend.run(first.wsgi_app, sock, config, first.lifecycle, events)
     finally:
         sock.close()
         metrics.stop()  # only in the process that started them, not in a gunicorn worker
