@@ -79,7 +79,7 @@ class HookFailed(ProdServeError):
     """A lifecycle hook raised: ``worker_init hook 'connect' failed: ...``."""
 
     def __init__(self, stage: Stage, hook: Hook, exc: Exception) -> None:
-        where = raised_at(exc)
+        where = _raised_at(exc)
         super().__init__(
             f"{stage} hook {_name(hook)!r} failed: {type(exc).__name__}: {exc}"
             + (f" ({where})" if where else "")
@@ -90,7 +90,7 @@ def _name(hook: Hook) -> str:
     return getattr(hook, "__name__", repr(hook))
 
 
-def raised_at(exc: BaseException) -> str:
+def _raised_at(exc: BaseException) -> str:
     """``app.py, line 12``: the innermost frame of the app's own code that raised."""
     # Frames in these are not the app's: Python's, installed packages', ours.
     paths = sysconfig.get_paths()

@@ -13,10 +13,13 @@ manager's ``$MAINPID`` stays right). It
 - recycles a worker once it has started ``max_requests`` requests (plus up to
   ``max_requests_jitter``): the replacement serves before the old worker stops
   taking connections and finishes the requests it has;
-- reloads on SIGHUP (:meth:`Supervisor.reload`): a new generation, one worker
-  at a time, each ready before an old one is stopped. A new worker that fails
-  or is not ready within ``timeout`` aborts the reload: the old ones keep
-  serving, one line says why, and a later SIGHUP tries again;
+- reloads on SIGHUP or when ``reload_file`` is touched (:meth:`Supervisor.reload`):
+  a new generation, one worker at a time. Each new worker imports the app
+  afresh (:meth:`.AppLoader.fresh`, in the worker: the parent never runs new
+  code), runs worker_init and answers its own readiness check before an old
+  one is stopped. A new worker that fails, or is not ready within
+  ``timeout``, aborts the reload: the old ones keep serving, one line says
+  why, and a later SIGHUP tries again;
 - stops on SIGTERM or Ctrl+C: the workers finish their requests within
   ``graceful_timeout``; a second signal cuts them.
 
@@ -38,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from .. import metrics
 from ..errors import ServeError
+from ..reloading import OBJECT, AppLoader, Loaded, SameCode, served
+from ..touchfile import INTERVAL, TouchWatcher
 from . import GRACE_EXPIRED, Events
-from .waitress_worker import BEAT_EVERY, CUT, FAIL, PARENT_SIGNALS, READY, RECYCLE, AppLoad, work
+from .waitress_worker import BEAT_EVERY, CUT, FAIL, PARENT_SIGNALS, READY, RECYCLE, work
 
 if TYPE_CHECKING:
     import socket
@@ -64,16 +69,11 @@ def supervise(
     config: ServeConfig,
     lifecycle: Lifecycle,
     events: Events,
-    reload_app: AppLoad | None = None,
 ) -> int:
-    """Serve with supervised waitress workers until stopped; 0 or GRACE_EXPIRED.
-
-    ``reload_app(generation)`` loads the app for a reload, in the new worker;
-    without it a reload restarts the workers with the app already loaded.
-    """
-    return Supervisor(sock, config, lambda generation: (wsgi_app, lifecycle), reload_app).run(
-        lifecycle, events
-    )
+    """Serve with supervised waitress workers until stopped; 0 or GRACE_EXPIRED."""
+    first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
+    loader = events.loader or AppLoader(OBJECT, config)
+    return Supervisor(sock, config, first, loader).run(events)
 
 
 @dataclass(eq=False)
@@ -95,18 +95,18 @@ class Supervisor:
     """The parent process's state: its workers, the generation, the signals."""
 
     def __init__(
-        self,
-        sock: socket.socket,
-        config: ServeConfig,
-        load: AppLoad,
-        reload_app: AppLoad | None,
+        self, sock: socket.socket, config: ServeConfig, first: Loaded, loader: AppLoader
     ) -> None:
         self.sock = sock
         self.config = config
-        self.load = load  # the app of the generation that serves
-        self.reload_app = reload_app or load
-        self.generation = 1
-        self.previous: tuple[int, AppLoad] | None = None  # to go back to, while reloading
+        self.first = first
+        self.loader = loader
+        self.generation = 1  # of the workers started now
+        self.previous = 0  # while a reload is on: the generation to go back to
+        self.touched = (
+            TouchWatcher(config.reload_file, lambda: None) if config.reload_file else None
+        )
+        self.look_at = 0.0  # when to look at reload_file next
         self.workers: dict[int, _Worker] = {}
         self.selector = selectors.DefaultSelector()
         self.signals: deque[int] = deque()
@@ -118,8 +118,9 @@ class Supervisor:
         self.events = Events(lambda: None, lambda name, graceful: None)
         self.wake = os.pipe()  # signal.set_wakeup_fd's: a signal wakes select()
 
-    def run(self, lifecycle: Lifecycle, events: Events) -> int:
+    def run(self, events: Events) -> int:
         self.events = events
+        lifecycle = self.first.lifecycle
         for fd in self.wake:
             os.set_blocking(fd, False)
         self.selector.register(self.wake[0], selectors.EVENT_READ)
@@ -164,8 +165,16 @@ class Supervisor:
             self._handle(self.signals.popleft())
         self._reap()
         if not self.stopping:
+            self._look_at_reload_file()
             self._check_deadlines()
             self._replace()
+
+    def _look_at_reload_file(self) -> None:
+        now = time.monotonic()
+        if self.touched is not None and now >= self.look_at:
+            self.look_at = now + INTERVAL
+            if self.touched.changed():
+                self.reload()
 
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGHUP:
@@ -185,15 +194,10 @@ class Supervisor:
         before an old one stops (see :meth:`_replace`)."""
         if not self.started or self.stopping:
             return  # the first generation is still starting, or all are stopping
-        if self.previous is None:
-            self.previous = (self.generation, self.load)
+        if not self.loader.reimports:
+            self.events.reload_note(f"Reloading: {self._same_code()}.")
+        self.previous = self.previous or self.generation
         self.generation += 1
-        self.load = self.reload_app
-        metrics.reloaded()
-        logger.warning(
-            " * Reloading (SIGHUP): starting generation %d, one worker at a time.",
-            self.generation,
-        )
         for worker in self.workers.values():
             if worker.generation < self.generation:
                 worker.replace = True
@@ -214,9 +218,9 @@ class Supervisor:
             if worker.ready and len(serving) > self.config.workers:
                 self._retire(worker)
                 serving.remove(worker)
-        if self.previous is not None and not old and len(serving) >= self.config.workers:
-            logger.warning(" * Reloaded: generation %d serves.", self.generation)
-            self.previous = None
+        if self.previous and not old and len(serving) >= self.config.workers:
+            self.previous = 0  # the reload is done
+            metrics.reloaded()
         missing = self.config.workers - len(fresh)
         if missing <= 0 or now < self.retry_at:
             return
@@ -235,10 +239,12 @@ class Supervisor:
         try:
             pid = os.fork()
             if pid == 0:
+                generation, trial = self.generation, bool(self.previous)
                 try:
                     self._forget(reports)
                 finally:
-                    work(self.load, self.generation, self.sock, self.config, report_fd, limit)
+                    load = lambda: self._load(generation)  # noqa: E731
+                    work(load, trial, self.sock, self.config, report_fd, limit)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
         os.close(report_fd)
@@ -246,6 +252,22 @@ class Supervisor:
         worker = _Worker(pid, reports, self.generation, now, now)
         self.workers[pid] = worker
         self.selector.register(reports, selectors.EVENT_READ, worker)
+
+    def _load(self, generation: int) -> Loaded:
+        """In a new worker: the app of ``generation``, imported afresh after the first."""
+        if generation == 1:
+            return self.first
+        if not self.loader.reimports:
+            return served(self.first.app, self.config, self.loader.recorder, generation)
+        return self.loader.fresh(generation)
+
+    def _same_code(self) -> str:
+        """What :class:`.SameCode` says: a reload restarts the workers, same code."""
+        try:
+            self.loader.fresh(self.generation + 1)  # raises at once: nothing to import
+        except SameCode as exc:
+            return str(exc)
+        return ""
 
     def _forget(self, *fds: int) -> None:
         """In a new worker: close the parent's descriptors."""
@@ -275,6 +297,10 @@ class Supervisor:
             message, _, rest = line.decode(errors="replace").partition(" ")
             if message == READY:
                 worker.ready = True
+                if self.previous and worker.generation == self.generation:
+                    self.events.reload_note(
+                        f"Reloaded: generation {worker.generation} ready (pid {worker.pid})"
+                    )
             elif message == RECYCLE:
                 logger.info(" * Worker %d served its max_requests; recycling it.", worker.pid)
                 worker.replace = True
@@ -313,22 +339,18 @@ class Supervisor:
             if not worker.killed:
                 logger.warning(" * Worker %d %s; starting a new one.", worker.pid, how)
             return
-        why = worker.failure or f"a waitress worker {worker.killed or how} before it was ready"
+        why = worker.failure or (
+            f"a new worker (pid {worker.pid}) {worker.killed or how + ' before it was ready'}"
+        )
         if not self.started:
             raise ServeError(why)
-        if worker.generation == self.generation and self.previous is not None:
-            generation, self.load = self.previous
-            self.previous = None
-            logger.warning(
-                " * Reload aborted: a worker of generation %d failed: %s. "
-                "Generation %d keeps serving; SIGHUP tries again.",
-                self.generation,
-                why,
-                generation,
+        if worker.generation == self.generation and self.previous:
+            self.generation, self.previous = self.previous, 0
+            self.events.reload_note(
+                f"Reload failed, generation {self.generation} keeps serving: {why}"
             )
-            self.generation = generation
             for other in self.workers.values():  # the failed generation's go too
-                other.replace = other.generation > generation
+                other.replace = other.generation > self.generation
             return
         logger.warning(" * A new worker failed to start: %s; trying again.", why)
         self.retry_at = time.monotonic() + _RETRY_AFTER
@@ -343,7 +365,9 @@ class Supervisor:
                     self.cut = True
             elif not worker.ready:
                 if now - worker.born > timeout and not worker.killed:
-                    self._kill(worker, signal.SIGKILL, f"was not ready within {timeout} s")
+                    self._kill(
+                        worker, signal.SIGKILL, f"was not ready within {timeout} s (timeout)"
+                    )
             elif now - worker.beat > timeout and not worker.killed:
                 why = f"sent no heartbeat for {timeout} s (every thread busy, or its loop blocked)"
                 logger.warning(

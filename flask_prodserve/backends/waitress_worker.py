@@ -24,13 +24,13 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics
 from ..errors import ProdServeError
-from ..lifecycle import raised_at
+from ..loaderrors import one_line
+from ..reloading import ReloadFailed, answers
 from .waitress import Role, serve
 
 if TYPE_CHECKING:
@@ -39,13 +39,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..config import ServeConfig
-    from ..lifecycle import Lifecycle
+    from ..reloading import Loaded
 
 READY, BEAT, RECYCLE, CUT, FAIL = "ready", "beat", "recycle", "cut", "fail"
-
-#: Loads the app a worker serves, given its generation: the app already
-#: imported (generation 1), or the code on disk for a reload.
-AppLoad = Callable[[int], "tuple[WSGIApplication, Lifecycle]"]
 
 #: Seconds between beats.
 BEAT_EVERY = 0.5
@@ -55,37 +51,51 @@ PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 def work(
-    load: AppLoad,
-    generation: int,
+    load: Callable[[], Loaded],
+    trial: bool,
     sock: socket.socket,
     config: ServeConfig,
     report_fd: int,
     max_requests: int,
 ) -> NoReturn:
-    """In a just-forked child (with the parent's signals blocked): serve until
-    told to stop, then exit. Never returns into the caller's stack."""
+    """In a just-forked child (with the parent's signals blocked): load the
+    app, serve until told to stop, then exit; never returns into the caller.
+
+    A worker on ``trial`` (a reload's) must also answer its own readiness
+    check (:func:`~flask_prodserve.reloading.answers`) before it reports ready.
+    """
     status = 1
     link = _Link(report_fd, os.getppid(), config.threads, max_requests)
     try:
         _take_signals()
-        wsgi_app, lifecycle = load(generation)
+        loaded = load()
 
         def begin(server: Any) -> None:
-            lifecycle.run("worker_init")
+            loaded.lifecycle.run("worker_init")
+            problem = answers(loaded, loaded.wsgi_app, config.health_path) if trial else ""
+            if problem:
+                raise _NotReady(problem)
             metrics.worker_started()
             link.dispatcher = server.task_dispatcher
 
         role = Role(begin, tick=link.tick, supervised=True)
-        status = serve(link.counting(wsgi_app), sock, config, role)
+        status = serve(link.counting(loaded.wsgi_app), sock, config, role)
         if status:
             link.send(CUT)
     except BaseException as exc:
-        link.send(f"{FAIL} {failure(exc)}")
+        why = str(exc) if isinstance(exc, ProdServeError) else one_line(exc)
+        if trial and not isinstance(exc, ReloadFailed):
+            why = f"a new worker (pid {os.getpid()}) was not ready: {why}"
+        link.send(f"{FAIL} {why}")
     finally:
         logging.shutdown()  # writes the access lines still pending
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(status)
+
+
+class _NotReady(ProdServeError):
+    """A reload's new worker did not pass its readiness check."""
 
 
 def _take_signals() -> None:
@@ -96,18 +106,6 @@ def _take_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C: the parent passes it on
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's
     signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
-
-
-def failure(exc: BaseException) -> str:
-    """One line: the exception, and the file and line of the app's code that raised it."""
-    if isinstance(exc, ProdServeError):
-        return str(exc).splitlines()[0]
-    if isinstance(exc, SyntaxError) and exc.filename:
-        where = f"{exc.filename}, line {exc.lineno}"
-    else:
-        where = raised_at(exc)
-    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return f"{line} ({where})" if where else line
 
 
 class _Link:
