@@ -315,6 +315,7 @@ def _banner(
         lines.append(
             f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
         )
+        lines.append(_generation_line(config))
     elif config.server == "waitress":
         lines.append(f" * Threads: {config.threads} (one process)")
     lines += [f" * Running on {url}" for url in urls]
@@ -338,6 +339,14 @@ def _banner(
     lines += [f" * Warning {w.id}: {w.describe()}" for w in warnings]
     lines.append(" * Press CTRL+C to stop")
     click.echo("\n".join(lines))
+
+
+def _generation_line(config: ServeConfig) -> str:
+    """Generation 1, and how to deploy the next (see docs/deploying.rst)."""
+    touch = f" or touch {config.reload_file}" if config.reload_file else ""
+    return (
+        f" * Generation 1: kill -HUP {os.getpid()}{touch} loads new code, one worker at a time"
+    )
 
 
 def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:
