@@ -344,9 +344,7 @@ def _banner(
 def _generation_line(config: ServeConfig) -> str:
     """Generation 1, and how to deploy the next (see docs/deploying.rst)."""
     touch = f" or touch {config.reload_file}" if config.reload_file else ""
-    return (
-        f" * Generation 1: kill -HUP {os.getpid()}{touch} loads new code, one worker at a time"
-    )
+    return f" * Generation 1: kill -HUP {os.getpid()}{touch} loads new code, one worker at a time"
 
 
 def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:
