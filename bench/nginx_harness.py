@@ -292,14 +292,19 @@ class Stream(threading.Thread):
 
     def stats(self, since: float = 0.0, until: float = float("inf")) -> Stats:
         """Figures for the requests started in ``[since, until]`` (monotonic time)."""
-        window = [s for s in self.samples if since <= s.started <= until]
-        latencies = sorted(s.latency * 1000 for s in window) or [0.0]
-        failures = [s.detail for s in window if not s.ok]
+        return summarize(self.samples, since, until)
 
-        def pct(p: float) -> float:
-            return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
 
-        return Stats(len(window), len(failures), pct(0.5), pct(0.99), latencies[-1], failures)
+def summarize(samples: list[Sample], since: float = 0.0, until: float = float("inf")) -> Stats:
+    """Figures for the samples started in ``[since, until]`` (monotonic time)."""
+    window = [s for s in samples if since <= s.started <= until]
+    latencies = sorted(s.latency * 1000 for s in window) or [0.0]
+    failures = [s.detail for s in window if not s.ok]
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return Stats(len(window), len(failures), pct(0.5), pct(0.99), latencies[-1], failures)
 
 
 # -------------------------------------------------------------------- scenarios

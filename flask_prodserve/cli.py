@@ -311,10 +311,11 @@ def _banner(
     ]
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
-    if config.server != "werkzeug":
         lines.append(
             f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
         )
+        if hasattr(os, "fork"):  # waitress on Windows runs one process: no reloads
+            lines.append(_generation_line(config))
     lines += [f" * Running on {url}" for url in urls]
     if config.health_path:
         lines.append(
@@ -336,6 +337,12 @@ def _banner(
     lines += [f" * Warning {w.id}: {w.describe()}" for w in warnings]
     lines.append(" * Press CTRL+C to stop")
     click.echo("\n".join(lines))
+
+
+def _generation_line(config: ServeConfig) -> str:
+    """Generation 1, and how to deploy the next (see docs/deploying.rst)."""
+    touch = f" or touch {config.reload_file}" if config.reload_file else ""
+    return f" * Generation 1: kill -HUP {os.getpid()}{touch} loads new code, one worker at a time"
 
 
 def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from werkzeug.test import Client
 from flask_prodserve import reloading
 from flask_prodserve.middleware import AccessLog
 from flask_prodserve.serving import config_for
+from flask_prodserve.touchfile import TouchWatcher
 
 APP = """\
 from flask import Flask
@@ -129,3 +132,32 @@ def test_the_access_log_names_the_generation(project: tuple[Path, str]) -> None:
     while not isinstance(layer, AccessLog):
         layer = layer.app  # type: ignore[attr-defined]
     assert layer.generation == 7
+
+
+def test_touch_watcher_sees_creation_and_changes_not_deletion(tmp_path: Path) -> None:
+    path = tmp_path / "reload.txt"
+    watcher = TouchWatcher(str(path), on_change=lambda: None)
+    assert not watcher.changed()  # missing, and still missing
+    path.touch()
+    assert watcher.changed()  # created: a deploy step that only touches
+    assert not watcher.changed()
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))
+    assert watcher.changed()
+    path.unlink()
+    assert not watcher.changed()
+
+
+def test_touch_watcher_thread_calls_back_until_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "reload.txt"
+    calls = threading.Semaphore(0)
+    watcher = TouchWatcher(str(path), on_change=calls.release, interval=0.01)
+    watcher.start()
+    try:
+        path.touch()
+        assert calls.acquire(timeout=10)
+    finally:
+        watcher.stop()
+    assert watcher._thread is not None and not watcher._thread.is_alive()
+    path.write_text("again")
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))
+    assert not calls.acquire(timeout=0.1)  # stopped: no more calls

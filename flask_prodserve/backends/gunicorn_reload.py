@@ -113,6 +113,7 @@ class Reloader:
     ) -> None:
         self.loader = loader
         self.current = first  # what a worker forked now runs
+        self.last_generation = first.generation
         self.trial = False  # a worker forked now is on trial (reports ready/unready)
         self.config = config
         self.events = events
@@ -166,7 +167,7 @@ class Reloader:
     def reload(self) -> None:
         """One reload, all workers, or nothing."""
         previous = self.current
-        generation = previous.generation + 1
+        generation = self.last_generation + 1
         try:
             with self.fork_lock:
                 new = self.loader.fresh(generation)
@@ -178,13 +179,15 @@ class Reloader:
                 f"Reload failed, generation {previous.generation} keeps serving: {exc}"
             )
             return
+        self.last_generation = generation  # its code ran: its number is not given again
         self._switch(new, trial=True)
+        started: list[int] = []  # the new workers so far
         for _ in range(self.config.workers):
             if self.stopped.is_set():
                 return
-            problem = self._one_more(generation)
+            problem = self._one_more(generation, started)
             if problem:
-                self._back_to(previous, problem)
+                self._back_to(previous, started, problem)
                 return
             os.kill(self.master, signal.SIGTTOU)  # gunicorn stops the oldest worker
         self.trial = False
@@ -196,8 +199,9 @@ class Reloader:
             self.trial = trial
             self.use(loaded)
 
-    def _one_more(self, generation: int) -> str:
-        """Start one worker of ``generation``; "" once it is ready, else why not."""
+    def _one_more(self, generation: int, started: list[int]) -> str:
+        """Start one worker of ``generation`` (its PID goes to ``started``);
+        "" once it is ready, else why not."""
         self.reports.read(0)  # reports of earlier workers are no longer awaited
         os.kill(self.master, signal.SIGTTIN)
         deadline = time.monotonic() + self.config.timeout
@@ -209,39 +213,36 @@ class Reloader:
                     continue
                 if kind == "boot" and pid is None:
                     pid = int(worker)
+                    started.append(pid)
                 elif kind == "ready":
                     self.events.reload_note(f"Reloaded: generation {gen} ready (pid {worker})")
                     return ""
                 elif kind == "unready":
-                    self._dismiss(int(worker))
                     return f"a new worker (pid {worker}) was not ready: {' '.join(why)}"
-        self._dismiss(pid)
         return f"a new worker was not ready within {self.config.timeout} s (timeout)"
 
-    def _wait_ready(self, generation: int) -> None:
-        deadline = time.monotonic() + self.config.timeout
-        while (left := deadline - time.monotonic()) > 0 and not self.stopped.is_set():
-            if any(
-                line.startswith("ready ") and line.endswith(f" {generation}")
-                for line in self.reports.read(min(left, 0.5))
-            ):
-                return
-
-    def _dismiss(self, pid: int | None) -> None:
-        if pid is not None:
+    def _back_to(self, previous: Loaded, started: list[int], problem: str) -> None:
+        """Undo a reload that failed: workers forked from now on run
+        ``previous``; the new workers are stopped (gracefully) and gunicorn
+        replaces them; once the replacements are ready, ``SIGTTOU`` returns to
+        the configured count."""
+        self._switch(previous, trial=False)
+        for pid in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-
-    def _back_to(self, previous: Loaded, problem: str) -> None:
-        """Undo a reload whose new worker failed: workers forked from now on
-        run ``previous``; its replacement takes the extra place, then
-        ``SIGTTOU`` returns to the configured count."""
-        self._switch(previous, trial=False)
-        self._wait_ready(previous.generation)  # the failed worker's replacement
+        self._wait_ready(previous.generation, len(started))
         os.kill(self.master, signal.SIGTTOU)
         self.events.reload_note(
             f"Reload failed, generation {previous.generation} keeps serving: {problem}"
         )
+
+    def _wait_ready(self, generation: int, count: int) -> None:
+        """Until ``count`` workers of ``generation`` are ready (or ``timeout``)."""
+        deadline = time.monotonic() + self.config.timeout
+        while count > 0 and (left := deadline - time.monotonic()) > 0:
+            for line in self.reports.read(min(left, 0.5)):
+                kind, _, gen, *_ = line.split(" ", 3)
+                count -= kind == "ready" and int(gen) == generation
 
 
 def worker_ready(reloader: Reloader, report_fd: int, worker: Any) -> None:
