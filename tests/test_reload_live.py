@@ -19,12 +19,12 @@ import pytest
 
 from bench.reloadload import Load, load, write_app
 
-from .helpers import LiveServer, needs_gunicorn
+from .helpers import PROD_BACKENDS, LiveServer
 
-pytestmark = [needs_gunicorn, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 Start = Callable[..., LiveServer]
-RELOAD_BACKENDS = ["gunicorn"]
+RELOAD_BACKENDS = PROD_BACKENDS
 WORKERS = 2
 
 

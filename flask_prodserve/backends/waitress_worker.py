@@ -24,13 +24,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics
 from ..errors import ProdServeError
 from ..loaderrors import one_line
-from ..reloading import ReloadFailed, answers
+from ..reloading import answers
 from .waitress import Role, serve
 
 if TYPE_CHECKING:
@@ -51,15 +50,15 @@ PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 def work(
-    load: Callable[[], Loaded],
+    loaded: Loaded,
     trial: bool,
     sock: socket.socket,
     config: ServeConfig,
     report_fd: int,
     max_requests: int,
 ) -> NoReturn:
-    """In a just-forked child (with the parent's signals blocked): load the
-    app, serve until told to stop, then exit; never returns into the caller.
+    """In a just-forked child (with the parent's signals blocked): serve
+    ``loaded`` until told to stop, then exit; never returns into the caller.
 
     A worker on ``trial`` (a reload's) must also answer its own readiness
     check (:func:`~flask_prodserve.reloading.answers`) before it reports ready.
@@ -68,7 +67,6 @@ def work(
     link = _Link(report_fd, os.getppid(), config.threads, max_requests)
     try:
         _take_signals()
-        loaded = load()
 
         def begin(server: Any) -> None:
             loaded.lifecycle.run("worker_init")
@@ -84,7 +82,7 @@ def work(
             link.send(CUT)
     except BaseException as exc:
         why = str(exc) if isinstance(exc, ProdServeError) else one_line(exc)
-        if trial and not isinstance(exc, ReloadFailed):
+        if trial:
             why = f"a new worker (pid {os.getpid()}) was not ready: {why}"
         link.send(f"{FAIL} {why}")
     finally:
