@@ -86,7 +86,7 @@ class _Worker:
     born: float
     beat: float  # when it last wrote anything
     ready: bool = False
-    replace: bool = False  # recycled, or of an older generation
+    recycle: bool = False  # it served its max_requests
     retiring: float = 0.0  # when it was told to stop; 0: it was not
     killed: str = ""  # why the parent killed it, already said
     failure: str = ""  # its ``fail`` message
@@ -209,11 +209,14 @@ class Supervisor:
         self.last_generation = generation
         self.previous = self.previous or self.loaded
         self.loaded = new
-        for worker in self.workers.values():
-            if worker.generation < generation:
-                worker.replace = True
-                if not worker.ready:  # booting the code being replaced
-                    self._retire(worker)
+        for worker in list(self.workers.values()):
+            if not worker.ready and not worker.retiring:  # booting the code being replaced
+                self._retire(worker)
+
+    def _replaced(self, worker: _Worker) -> bool:
+        """Due for replacement: recycled, or not of the generation that serves
+        (older during a reload; newer after a failed one)."""
+        return worker.recycle or worker.generation != self.loaded.generation
 
     def _all_ready(self) -> bool:
         serving = [w for w in self.workers.values() if w.ready and not w.retiring]
@@ -222,8 +225,9 @@ class Supervisor:
     def _replace(self) -> None:
         """Start workers that are missing and retire those replaced."""
         now = time.monotonic()
-        fresh = [w for w in self.workers.values() if not w.retiring and not w.replace]
-        old = [w for w in self.workers.values() if w.replace and not w.retiring]
+        running = [w for w in self.workers.values() if not w.retiring]
+        fresh = [w for w in running if not self._replaced(w)]
+        old = [w for w in running if self._replaced(w)]
         serving = [w for w in fresh if w.ready] + [w for w in old if w.ready]
         for worker in old:
             if worker.ready and len(serving) > self.config.workers:
@@ -249,15 +253,21 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)  # until the child has its own
         try:
             pid = os.fork()
-            if pid == 0:
-                try:
-                    self._forget(reports)
-                finally:
-                    trial = self.previous is not None
-                    work(self.loaded, trial, self.sock, self.config, report_fd, limit)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+        except OSError as exc:  # out of processes or memory: try again later
+            pid = -1
+            logger.warning(" * Cannot start a worker: %s; trying again.", exc.strerror)
+            self.retry_at = now + _RETRY_AFTER
+        if pid == 0:
+            try:
+                self._forget(reports)
+            finally:
+                trial = self.previous is not None
+                work(self.loaded, trial, self.sock, self.config, report_fd, limit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
         os.close(report_fd)
+        if pid < 0:
+            os.close(reports)
+            return
         os.set_blocking(reports, False)
         worker = _Worker(pid, reports, self.loaded.generation, now, now)
         self.workers[pid] = worker
@@ -297,7 +307,7 @@ class Supervisor:
                     )
             elif message == RECYCLE:
                 logger.info(" * Worker %d served its max_requests; recycling it.", worker.pid)
-                worker.replace = True
+                worker.recycle = True
             elif message == CUT:
                 self.cut = True
             elif message == FAIL:
@@ -342,8 +352,6 @@ class Supervisor:
             self.loaded, self.previous = self.previous, None
             generation = self.loaded.generation
             self.events.reload_note(f"Reload failed, generation {generation} keeps serving: {why}")
-            for other in self.workers.values():  # the failed generation's go too
-                other.replace = other.generation > generation
             return
         logger.warning(" * A new worker failed to start: %s; trying again.", why)
         self.retry_at = time.monotonic() + _RETRY_AFTER
@@ -362,6 +370,9 @@ class Supervisor:
                         worker, signal.SIGKILL, f"was not ready within {timeout} s (timeout)"
                     )
             elif now - worker.beat > timeout and not worker.killed:
+                self._read(worker)  # beats still unread (the parent was busy importing)
+                if now - worker.beat <= timeout:
+                    continue
                 why = f"sent no heartbeat for {timeout} s (every thread busy, or its loop blocked)"
                 logger.warning(
                     " * Worker %d %s; killed it (SIGKILL), starting a new one.", worker.pid, why
