@@ -105,7 +105,8 @@ def _only_serves(stream: Load, body: str, deadline: float = 60) -> None:
 
 def _no_failures(stream: Load) -> None:
     stats = stream.stats()
-    assert stats.sent > 100 and stats.failed == 0, stats.failures[:10]
+    # At least half a second of traffic: waitress does two reloads in about one.
+    assert stats.sent > 50 and stats.failed == 0, stats.failures[:10]
 
 
 @pytest.mark.parametrize("backend", RELOAD_BACKENDS)

@@ -2,8 +2,8 @@
 and the one-line messages it writes to its parent on a pipe:
 
 ============== =============================================================
-``ready``      it serves: the app is loaded, worker_init ran, waitress's loop
-               turns on the listening socket
+``ready``      it serves: worker_init ran (and, in a reload, its readiness
+               check passed), waitress listens; its loop starts next
 ``beat``       it makes progress (sent every half second): a thread is free,
                or a new request started since the last beat. A worker silent
                for ``timeout`` seconds is hung (every thread stuck on the
@@ -75,6 +75,7 @@ def work(
                 raise _NotReady(problem)
             metrics.worker_started()
             link.dispatcher = server.task_dispatcher
+            link.send(READY)  # the loop starts next, on a socket already listening
 
         role = Role(begin, tick=link.tick, supervised=True)
         status = serve(link.counting(loaded.wsgi_app), sock, config, role)
@@ -119,7 +120,6 @@ class _Link:
         self.started = 0  # requests started so far (as of the latest one)
         self.seen = -1  # ``started`` at the previous beat
         self.dispatcher: Any = None  # waitress's task dispatcher, once serving
-        self.ready = False
         self.due = 0.0
 
     def send(self, message: str) -> None:
@@ -146,10 +146,7 @@ class _Link:
         self.due = now + BEAT_EVERY
         if os.getppid() != self.parent:
             return True  # orphaned (the parent was killed): stop gracefully
-        if not self.ready:
-            self.ready = True
-            self.send(READY)
-        elif self.started != self.seen or not self._all_threads_busy():
+        if self.started != self.seen or not self._all_threads_busy():
             self.send(BEAT)
         self.seen = self.started
         return False
