@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .liveserver import ROOT, LiveServer
 
@@ -253,11 +254,18 @@ class Stats:
         )
 
 
-class Stream(threading.Thread):
-    """GET ``path`` through nginx every ``interval`` seconds, each on a new
-    connection, until :meth:`stop`; a request fails unless it gets a 200."""
+class Getter(Protocol):
+    """Sends a GET on a new connection: :class:`Nginx`, or a server reached directly."""
 
-    def __init__(self, nginx: Nginx, path: str, interval: float = 0.01) -> None:
+    def request(self, path: str, *, timeout: float = ...) -> tuple[int, dict[str, str], bytes]: ...
+
+
+class Stream(threading.Thread):
+    """GET ``path`` through nginx (or any :class:`Getter`) every ``interval``
+    seconds, each on a new connection, until :meth:`stop`; a request fails
+    unless it gets a 200."""
+
+    def __init__(self, nginx: Getter, path: str, interval: float = 0.01) -> None:
         super().__init__(daemon=True)
         self.nginx = nginx
         self.path = path

@@ -311,13 +311,11 @@ def _banner(
     ]
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
-    if config.server == "gunicorn":
         lines.append(
             f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
         )
-        lines.append(_generation_line(config))
-    elif config.server == "waitress":
-        lines.append(f" * Threads: {config.threads} (one process)")
+        if hasattr(os, "fork"):  # waitress on Windows runs one process: no reloads
+            lines.append(_generation_line(config))
     lines += [f" * Running on {url}" for url in urls]
     if config.health_path:
         lines.append(

@@ -131,8 +131,12 @@ def _default_port(resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts)
 def _default_workers(
     resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
 ) -> tuple[Any, str]:
-    if resolved["server"] != "gunicorn":
-        return 1, f"{resolved['server']} runs one process"
+    if resolved["server"] == "werkzeug":
+        return 1, "werkzeug runs one process"
+    if resolved["server"] == "waitress":
+        # One process with many threads, as waitress is made to run; more
+        # processes on request (--workers), supervised either way on POSIX.
+        return 1, "default for waitress"
     if "WEB_CONCURRENCY" in env:
         value = _convert(OPTION_BY_NAME["workers"], env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
         return value, "WEB_CONCURRENCY environment variable"
@@ -220,7 +224,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "workers",
-        "Worker processes (gunicorn). Default: $WEB_CONCURRENCY, else two per usable CPU.",
+        "Worker processes. Default: gunicorn: $WEB_CONCURRENCY, else two per usable CPU; "
+        "waitress: 1 (more need fork: not on Windows).",
         c.WholeNumber(1, 1024, 4),
         _default_workers,
         metavar="N",
@@ -262,7 +267,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         "Seconds a request may go without progress (a client that stops sending "
-        "its body, a silent gunicorn worker) before it is abandoned.",
+        "its body), and a worker without a heartbeat (every thread stuck) before "
+        "it is killed and replaced.",
         c.WholeNumber(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
@@ -395,8 +401,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_requests",
-        "Restart a worker after this many requests, to contain memory leaks "
-        "(gunicorn only). 0: never.",
+        "Replace a worker after this many requests, to contain memory leaks; the "
+        "replacement serves first. 0: never (waitress on Windows: always 0).",
         c.WholeNumber(0, 10**9, 1000),
         _const(0),
         metavar="N",
@@ -628,18 +634,15 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
                 "gunicorn is not installed; run 'pip install gunicorn' or use waitress",
             )
     explicit = {n for n, o in origins.items() if o.layer is not Layer.DEFAULT}
-    if values["server"] == "waitress" and "workers" in explicit and values["workers"] > 1:
-        fail(
-            "workers",
-            "waitress runs one process; raise threads instead, or use gunicorn",
-        )
-    # Production-only settings do not stop dev mode (`flask --debug serve`).
-    if values["server"] == "waitress" and values["max_requests"]:
-        fail(
-            "max_requests",
-            "waitress runs one process and cannot recycle it; "
-            "use gunicorn, or set max_requests to 0",
-        )
+    if values["server"] == "waitress" and f.platform == "win32":
+        # The supervisor of waitress workers forks: not on Windows.
+        if values["workers"] > 1:
+            fail("workers", "waitress runs one process on Windows; raise threads instead")
+        if values["max_requests"]:
+            fail(
+                "max_requests",
+                "waitress runs one process on Windows and cannot recycle it; set max_requests to 0",
+            )
     _check_paths(values, fail)
     if values["metrics_path"] and not f.metrics_importable:
         fail(

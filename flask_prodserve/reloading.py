@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.test import EnvironBuilder
+
 from .errors import ProdServeError
 from .extension import lifecycle_for
 from .loaderrors import one_line
@@ -73,6 +75,32 @@ def served(
     lifecycle = lifecycle_for(app)
     wsgi_app = build_wsgi_app(app, config, lifecycle, recorder, generation=generation)
     return Loaded(generation, app, wsgi_app, lifecycle)
+
+
+def answers(loaded: Loaded, wsgi_app: WSGIApplication, health_path: str) -> str:
+    """Why this worker is not ready, or "" if it is: ``<health_path>/ready``
+    answered 200 by its own WSGI app (in-process, before it accepts
+    connections), or, with no health path, the readiness checks passed."""
+    if not health_path:
+        return "" if loaded.lifecycle.is_ready() else "a readiness check failed"
+    path = health_path + "/ready"
+    environ = EnvironBuilder(path=path).get_environ()
+    status: list[str] = []
+
+    def start_response(line: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
+        status.append(line)
+        return lambda data: None
+
+    body = wsgi_app(environ, start_response)
+    try:
+        for _ in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    got = status[0] if status else "no response"
+    return "" if got.startswith("200") else f"{path} answered {got}"
 
 
 @dataclass(frozen=True)

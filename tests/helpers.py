@@ -22,6 +22,7 @@ __all__ = [
     "ROOT",
     "SPOOFED",
     "LiveServer",
+    "hooks_app_args",
     "http_request",
     "needs_gunicorn",
     "needs_nginx",
@@ -60,6 +61,12 @@ def serve_args(backend: str, *extra: str) -> list[str]:
     """``flask`` arguments that serve the echo app with ``backend`` on a free port."""
     mode = ["--dev", "--no-reload"] if backend == "werkzeug" else ["--prod", "--server", backend]
     return [*ECHO, "serve", *mode, "--port", "0", *extra]
+
+
+def hooks_app_args(backend: str, *extra: str) -> list[str]:
+    """``flask`` arguments that serve the hooks app (tests/live_apps/hooks_app.py)."""
+    app = ["--app", "tests.live_apps.hooks_app"]
+    return [*app, "serve", "--prod", "--server", backend, "--port", "0", *extra]
 
 
 def run_flask(

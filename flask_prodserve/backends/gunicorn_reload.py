@@ -40,12 +40,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.arbiter import Arbiter
-from werkzeug.test import EnvironBuilder
 
 from .. import metrics
 from ..lifecycle import HookFailed
 from ..loaderrors import one_line
-from ..reloading import AppLoader, Loaded, ReloadFailed, SameCode, served
+from ..reloading import AppLoader, Loaded, ReloadFailed, SameCode, answers, served
 from ..touchfile import TouchWatcher
 
 if TYPE_CHECKING:
@@ -98,32 +97,6 @@ def write(fd: int, *words: object) -> None:
     """One report line (short enough to be written at once: a pipe write of
     at most 4 KiB is atomic)."""
     os.write(fd, (" ".join(str(w) for w in words)[:4000] + "\n").encode())
-
-
-def answers(loaded: Loaded, wsgi_app: Any, health_path: str) -> str:
-    """Why this worker is not ready, or "" if it is: ``<health_path>/ready``
-    answered 200 by its own WSGI app (in-process, before it accepts
-    connections), or, with no health path, the readiness checks passed."""
-    if not health_path:
-        return "" if loaded.lifecycle.is_ready() else "a readiness check failed"
-    path = health_path + "/ready"
-    environ = EnvironBuilder(path=path).get_environ()
-    status: list[str] = []
-
-    def start_response(line: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], Any]:
-        status.append(line)
-        return lambda data: None
-
-    body = wsgi_app(environ, start_response)
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    got = status[0] if status else "no response"
-    return "" if got.startswith("200") else f"{path} answered {got}"
 
 
 class Reloader:
