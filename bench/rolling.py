@@ -118,7 +118,7 @@ def restart_all(backend: str, seconds: float) -> tuple[Stats, Stats, float]:
 
 
 #: The servers that reload new code on SIGHUP.
-RELOADING = ("gunicorn",)
+RELOADING = ("gunicorn", "waitress")
 _READY = re.compile(r"Reloaded: generation (\d+) ready")
 
 
@@ -138,7 +138,7 @@ def reload_twice(backend: str, seconds: float) -> list[tuple[Stats, float, float
         try:
             server.start_in(site)
             assert server.proc is not None
-            workers = 2 if backend == "gunicorn" else 1
+            workers = 2
             with load(server.host, server.port) as stream:
                 time.sleep(seconds)
                 for generation, version in ((2, "v2"), (3, "v3")):
