@@ -8,6 +8,7 @@ connection every 10 ms, a kept-alive client, and 0.5 s requests in flight.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from bench.reloadload import Load, load, write_app
 
-from .helpers import PROD_BACKENDS, LiveServer
+from .helpers import PROD_BACKENDS, ROOT, LiveServer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -37,10 +38,10 @@ def start(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Start]:
     write_app(site, "v1")
     servers: list[LiveServer] = []
 
-    def begin(backend: str, *flags: str) -> LiveServer:
+    def begin(backend: str, *flags: str, env: dict[str, str] | None = None) -> LiveServer:
         args = ["--app", "app", "serve", "--prod", "--server", backend, "--port", "0"]
         args += ["--workers", str(WORKERS), "--threads", "4", "--health-path", "/healthz"]
-        server = LiveServer([*args, *flags], tmp_path / f"server-{len(servers)}.log")
+        server = LiveServer([*args, *flags], tmp_path / f"server-{len(servers)}.log", env)
         servers.append(server)
         return server.start_in(site)
 
@@ -244,3 +245,29 @@ def test_a_replacement_runs_the_code_that_loaded_not_the_files(start: Start, bac
     _kill_one(server, workers)
     bodies = {server.request("GET", "/")[2] for _ in range(40)}
     assert bodies == {b"v2"}
+
+
+def test_touching_the_reload_file_reloads_a_server_without_fork(
+    start: Start, tmp_path: Path
+) -> None:
+    # As on Windows: without os.fork, waitress serves in one process, and a
+    # reload swaps the app inside it.
+    nofork = tmp_path / "nofork"
+    nofork.mkdir()
+    (nofork / "sitecustomize.py").write_text("import os\n\ndel os.fork\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(nofork), str(ROOT)])}
+    server = start("waitress", "--workers", "1", "--reload-file", "reload.txt", env=env)
+    assert "Workers: 1 process" in server.log and "Generation 1:" not in server.log
+    with load(server.host, server.port) as stream:
+        stream.wait_served("v1", 0.0, 30)
+        write_app(_site(server), "v2")
+        began = time.monotonic()
+        (_site(server) / "reload.txt").touch()
+        stream.wait_served("v2", began, 30)
+        _only_serves(stream, "v2")
+        write_app(_site(server), "v3", broken=True)
+        (_site(server) / "reload.txt").write_text("again")
+        server.wait_for_log("Reload failed, generation 2 keeps serving", deadline=30)
+        _only_serves(stream, "v2")
+    _no_failures(stream)
+    assert re.search(r"Reloaded: generation 2 ready \(pid \d+\)", server.log)
