@@ -644,11 +644,6 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
                 "max_requests",
                 "waitress runs one process on Windows and cannot recycle it; set max_requests to 0",
             )
-        if values["reload_file"]:
-            fail(
-                "reload_file",
-                "waitress runs one process on Windows and cannot reload it; restart it instead",
-            )
     _check_paths(values, fail)
     if values["metrics_path"] and not f.metrics_importable:
         fail(

@@ -32,7 +32,7 @@ def mtime(path: str) -> int | None:
 class TouchWatcher:
     """Calls ``on_change()`` whenever ``path``'s modification time changes."""
 
-    def __init__(self, path: str, on_change: Callable[[], None], interval: float = INTERVAL):
+    def __init__(self, path: str, on_change: Callable[[], object], interval: float = INTERVAL):
         self.path = path
         self.on_change = on_change
         self.interval = interval

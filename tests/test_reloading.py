@@ -16,6 +16,7 @@ from werkzeug.test import Client
 from flask_prodserve import reloading
 from flask_prodserve.middleware import AccessLog
 from flask_prodserve.serving import config_for
+from flask_prodserve.swapping import InProcessReloader, SwappableApp
 from flask_prodserve.touchfile import TouchWatcher
 
 APP = """\
@@ -161,3 +162,20 @@ def test_touch_watcher_thread_calls_back_until_stopped(tmp_path: Path) -> None:
     path.write_text("again")
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))
     assert not calls.acquire(timeout=0.1)  # stopped: no more calls
+
+
+def test_in_process_reload_swaps_only_a_ready_generation(project: tuple[Path, str]) -> None:
+    folder, name = project
+    loader, first = _loader(name)
+    app = SwappableApp(first)
+    notes: list[str] = []
+    reloader = InProcessReloader(app, loader, loader.config, notes.append)
+    (folder / f"{name}_helper.py").write_text('VERSION = "two"\n')
+    assert reloader.reload()
+    assert Client(app).get("/").get_data(as_text=True) == "two"
+    assert notes[-1] == f"Reloaded: generation 2 ready (pid {os.getpid()})"
+    (folder / f"{name}_helper.py").write_text("VERSION = 3 / 0\n")
+    assert not reloader.reload()
+    assert notes[-1].startswith("Reload failed, generation 2 keeps serving: the new code failed")
+    assert "ZeroDivisionError: division by zero" in notes[-1]
+    assert Client(app).get("/").get_data(as_text=True) == "two"

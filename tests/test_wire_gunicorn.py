@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import select
 import socket
@@ -627,3 +628,24 @@ def test_head_verdict_resumes_where_it_stopped() -> None:
     assert head_verdict(head, 0, 512, 256) is None
     head += b"\n"
     assert head_verdict(head, len(head) - 1, 512, 256) == PASS
+
+
+def test_preload_app_is_refused_as_it_would_keep_the_first_generation() -> None:
+    with pytest.raises(ConfigError, match="'preload_app' is set by flask-prodserve"):
+        gunicorn.check_options(config(server_options={"preload_app": True}))
+
+
+def test_reports_sort_reload_progress_from_what_is_kept_for_the_end() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    reports = Reports(read_fd)
+    try:
+        os.write(write_fd, b"boot 12 2\nhook worker_init hook 'x' failed\nready 12 2\nunrea")
+        assert reports.read(0) == ["boot 12 2", "ready 12 2"]
+        os.write(write_fd, b"dy 13 2 a reason\ncut\n")  # a line completed across reads
+        assert reports.read(1) == ["unready 13 2 a reason"]
+        os.write(write_fd, b"cut")
+        assert reports.rest() == ["hook worker_init hook 'x' failed", "cut", "cut"]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

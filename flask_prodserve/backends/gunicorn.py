@@ -66,6 +66,9 @@ _OURS = {
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
     "pre_fork": "kill -HUP (reload)",
+    # The app is loaded before the fork already; gunicorn would also keep the
+    # first generation's app for every worker forked after a reload.
+    "preload_app": "the default (the app is loaded before the workers fork already)",
 }
 # Hooks the metrics need, reserved while metrics_path is set.
 _METRICS_HOOKS = {

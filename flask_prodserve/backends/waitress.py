@@ -31,6 +31,8 @@ from waitress.server import create_server
 from waitress.utilities import queue_logger
 
 from .. import metrics
+from ..reloading import Loaded
+from ..swapping import serving_alone
 from . import GRACE_EXPIRED, Events, check_server_options
 from .waitress_http import channel_class, check_deadlines
 
@@ -172,14 +174,25 @@ def run(
 
         return supervise(wsgi_app, sock, config, lifecycle, events)
 
+    # One process: a reload (reload_file) swaps the app in it (see swapping).
+    first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
+    app, watcher = serving_alone(first, events.loader, config, events.reload_note)
+
     def begin(server: Any) -> None:
         lifecycle.run("on_start")
         lifecycle.run("worker_init")
         metrics.worker_started()
+        if watcher is not None:
+            watcher.start()
         events.started()  # with the signal handlers in place: a stop is always handled
 
-    alone = Role(begin, lambda: lifecycle.run("on_stop"), events=events)
-    return serve(wsgi_app, sock, config, alone)
+    def end() -> None:
+        if watcher is not None:
+            watcher.stop()
+        lifecycle.run("on_stop")
+
+    alone = Role(begin, end, events=events)
+    return serve(app, sock, config, alone)
 
 
 def serve(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, role: Role) -> int:
