@@ -236,10 +236,11 @@ def test_a_killed_worker_is_replaced_with_the_newest_code(start: Start, backend:
     assert "killed by SIGKILL" in server.log or "was sent SIGKILL" in server.log
 
 
-@pytest.mark.parametrize("backend", [PROD_BACKENDS[0]])
+@pytest.mark.parametrize("backend", RELOAD_BACKENDS)
 def test_a_replacement_runs_the_code_that_loaded_not_the_files(start: Start, backend: str) -> None:
-    # gunicorn: workers fork from the master, which holds the newest generation
-    # that loaded; code written to disk since is not served until a reload.
+    # Workers fork from the master (gunicorn's, or waitress's supervisor), which
+    # holds the newest generation that loaded; code written to disk since is
+    # not served until a reload.
     server = start(backend)
     workers = _reload_and_settle(server, "v2")
     write_app(_site(server), "v3-on-disk-not-deployed")
