@@ -22,7 +22,7 @@ __all__ = [
     "ROOT",
     "SPOOFED",
     "LiveServer",
-    "hooks_app_args",
+    "children",
     "http_request",
     "needs_gunicorn",
     "needs_nginx",
@@ -63,10 +63,13 @@ def serve_args(backend: str, *extra: str) -> list[str]:
     return [*ECHO, "serve", *mode, "--port", "0", *extra]
 
 
-def hooks_app_args(backend: str, *extra: str) -> list[str]:
-    """``flask`` arguments that serve the hooks app (tests/live_apps/hooks_app.py)."""
-    app = ["--app", "tests.live_apps.hooks_app"]
-    return [*app, "serve", "--prod", "--server", backend, "--port", "0", *extra]
+def children(server: LiveServer) -> set[int]:
+    """The process IDs of the server's child processes (its workers)."""
+    assert server.proc is not None
+    found = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, timeout=10
+    )
+    return {int(pid) for pid in found.stdout.split()}
 
 
 def run_flask(

@@ -20,7 +20,7 @@ import pytest
 
 from flask_prodserve.backends import GRACE_EXPIRED
 
-from .helpers import PROD_BACKENDS, ROOT, hooks_app_args, needs_gunicorn, run_flask, serve_args
+from .helpers import PROD_BACKENDS, ROOT, needs_gunicorn, run_flask, serve_args
 
 
 def in_threads(count: int, func: Any) -> list[Any]:
@@ -112,6 +112,11 @@ def test_request_outliving_the_grace_period_is_cut(flask_serve: Any, backend: st
     runner.join(30)
     assert isinstance(results[0], Exception)  # the client saw the connection cut
     assert "Stopped after the 1 s grace period: requests still running were cut" in server.log
+
+
+def hooks_app_args(backend: str, *extra: str) -> list[str]:
+    app = ["--app", "tests.live_apps.hooks_app"]
+    return [*app, "serve", "--prod", "--server", backend, "--port", "0", *extra]
 
 
 @pytest.mark.parametrize("backend", PROD_BACKENDS)

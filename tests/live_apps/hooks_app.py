@@ -15,14 +15,12 @@ app = Flask(__name__)
 prodserve = ProdServe(app)
 RECORD = Path(os.environ["HOOKS_RECORD"])
 FAIL = os.environ.get("HOOKS_FAIL", "")  # the stage whose hook raises, for a live test
-# While this file exists, worker_init raises (a reload that must fail).
-FAIL_WHILE = Path(os.environ.get("HOOKS_FAIL_WHILE", "/nonexistent/hooks-fail-while"))
 
 
 def record(stage: str) -> None:
     with RECORD.open("a") as f:
         f.write(f"{stage} {os.getpid()}\n")
-    if stage == FAIL or (stage == "worker_init" and FAIL_WHILE.exists()):
+    if stage == FAIL:
         raise RuntimeError("the database refused the connection")
 
 
