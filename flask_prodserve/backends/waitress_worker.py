@@ -11,7 +11,8 @@ and the one-line messages it writes to its parent on a pipe:
 ``recycle``    it has started ``max_requests`` requests: the parent starts a
                replacement, then stops this one
 ``cut``        a stop cut requests in flight
-``fail MSG``   it could not start (the app would not load, a hook raised)
+``fail MSG``   it could not start: a worker_init hook raised, or (in a reload)
+               its readiness check failed
 ============== =============================================================
 """
 
