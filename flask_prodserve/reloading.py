@@ -38,6 +38,7 @@ from .errors import ProdServeError
 from .extension import lifecycle_for
 from .loaderrors import one_line
 from .middleware import build_wsgi_app
+from .responses import drain
 from .sourcescan import is_library
 
 if TYPE_CHECKING:
@@ -91,14 +92,7 @@ def answers(loaded: Loaded, wsgi_app: WSGIApplication, health_path: str) -> str:
         status.append(line)
         return lambda data: None
 
-    body = wsgi_app(environ, start_response)
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    drain(wsgi_app(environ, start_response))
     got = status[0] if status else "no response"
     return "" if got.startswith("200") else f"{path} answered {got}"
 

@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,28 +30,19 @@ WORKERS = 2
 
 
 @pytest.fixture
-def start(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Start]:
+def start(tmp_path: Path, flask_serve: Callable[..., LiveServer]) -> Start:
     """``start(backend, *flags)``: the reload app (version v1) served from
-    ``tmp_path / "site"``, killed at the end, its log shown if the test failed."""
+    ``tmp_path / "site"`` (by the ``flask_serve`` fixture)."""
     site = tmp_path / "site"
     site.mkdir()
     write_app(site, "v1")
-    servers: list[LiveServer] = []
 
     def begin(backend: str, *flags: str, env: dict[str, str] | None = None) -> LiveServer:
         args = ["--app", "app", "serve", "--prod", "--server", backend, "--port", "0"]
         args += ["--workers", str(WORKERS), "--threads", "4", "--health-path", "/healthz"]
-        server = LiveServer([*args, *flags], tmp_path / f"server-{len(servers)}.log", env)
-        servers.append(server)
-        return server.start_in(site)
+        return flask_serve([*args, *flags], env=env, cwd=site)
 
-    yield begin
-    for server in servers:
-        server.kill()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        for server in servers:
-            print(f"--- {server.args}\n{server.log}")
+    return begin
 
 
 def _site(server: LiveServer) -> Path:
