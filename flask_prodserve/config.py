@@ -134,8 +134,9 @@ def _default_workers(
     if resolved["server"] == "werkzeug":
         return 1, "werkzeug runs one process"
     if resolved["server"] == "waitress":
-        # One process with many threads, as waitress is made to run; more
-        # processes on request (--workers), supervised either way on POSIX.
+        # One process of many threads, as waitress is made to run; more on
+        # request (--workers, not on Windows). WEB_CONCURRENCY is sized for
+        # gunicorn's processes of few threads.
         return 1, "default for waitress"
     if "WEB_CONCURRENCY" in env:
         value = _convert(OPTION_BY_NAME["workers"], env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
@@ -224,8 +225,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "workers",
-        "Worker processes. Default: gunicorn: $WEB_CONCURRENCY, else two per usable CPU; "
-        "waitress: 1 (more need fork: not on Windows).",
+        "Worker processes. Default: gunicorn: $WEB_CONCURRENCY, else two per usable "
+        "CPU; waitress: 1 (on Windows, always 1).",
         c.WholeNumber(1, 1024, 4),
         _default_workers,
         metavar="N",

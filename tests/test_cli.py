@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import sys
@@ -243,8 +244,11 @@ def test_serve_prints_a_banner_and_hands_off(fake_backend: FakeBackend) -> None:
     assert lines[1].startswith(" * Server: waitress 3.")
     assert lines[1].endswith("(set by ProdServe(server=...))")
     assert lines[2] == " * Workers: 1 process x 32 threads"
-    assert lines[3].startswith(" * Running on http://127.0.0.1:")
-    assert lines[3].endswith("/shop/")
+    assert lines[3] == (
+        f" * Generation 1: kill -HUP {os.getpid()} loads new code, one worker at a time"
+    )
+    assert lines[4].startswith(" * Running on http://127.0.0.1:")
+    assert lines[4].endswith("/shop/")
     assert lines[-2:] == [" * Press CTRL+C to stop", " * Stopped."]
 
 

@@ -104,7 +104,8 @@ def _only_serves(stream: Load, body: str, deadline: float = 60) -> None:
 
 def _no_failures(stream: Load) -> None:
     stats = stream.stats()
-    assert stats.sent > 100 and stats.failed == 0, stats.failures[:10]
+    # At least half a second of traffic: waitress does two reloads in about one.
+    assert stats.sent > 50 and stats.failed == 0, stats.failures[:10]
 
 
 @pytest.mark.parametrize("backend", RELOAD_BACKENDS)
@@ -121,9 +122,13 @@ def test_two_reloads_under_load_drop_nothing(start: Start, backend: str) -> None
         assert server.proc is not None and server.proc.poll() is None
     _no_failures(stream)
     assert stream.first_served("v3", 0.0) is not None
-    # The access log names the generation that served each request.
-    log = server.wait_for_log('"GET / HTTP/1.1" 200 2 "-"')
-    assert re.search(r'"GET / HTTP/1\.1" 200 2 "-" "[^"]*" [\d.]+ 3$', log, re.M), log
+    # The access log names the generation that served each request (its
+    # lines are written in batches: wait for them).
+    served_by_3 = re.compile(r'"GET / HTTP/1\.1" 200 2 "-" "[^"]*" [\d.]+ 3$', re.M)
+    end = time.monotonic() + 10
+    while not served_by_3.search(server.log):
+        assert time.monotonic() < end, server.log
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("backend", RELOAD_BACKENDS)
@@ -226,10 +231,10 @@ def test_a_killed_worker_is_replaced_with_the_newest_code(start: Start, backend:
     assert "killed by SIGKILL" in server.log or "was sent SIGKILL" in server.log
 
 
-@pytest.mark.parametrize("backend", [PROD_BACKENDS[0]])
+@pytest.mark.parametrize("backend", RELOAD_BACKENDS)
 def test_a_replacement_runs_the_code_that_loaded_not_the_files(start: Start, backend: str) -> None:
-    # gunicorn: workers fork from the master, which holds the newest generation
-    # that loaded; code written to disk since is not served until a reload.
+    # Workers fork from the parent, which holds the newest generation that
+    # loaded; code written to disk since is not served until a reload.
     server = start(backend)
     workers = _reload_and_settle(server, "v2")
     write_app(_site(server), "v3-on-disk-not-deployed")

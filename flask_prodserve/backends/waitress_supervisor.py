@@ -14,12 +14,14 @@ manager's ``$MAINPID`` stays right). It
   ``max_requests_jitter``): the replacement serves before the old worker stops
   taking connections and finishes the requests it has;
 - reloads on SIGHUP or when ``reload_file`` is touched (:meth:`Supervisor.reload`):
-  a new generation, one worker at a time. Each new worker imports the app
-  afresh (:meth:`.AppLoader.fresh`, in the worker: the parent never runs new
-  code), runs worker_init and answers its own readiness check before an old
-  one is stopped. A new worker that fails, or is not ready within
-  ``timeout``, aborts the reload: the old ones keep serving, one line says
-  why, and a later SIGHUP tries again;
+  the parent imports the app afresh (:meth:`.AppLoader.fresh`), then starts
+  new workers one at a time; each runs worker_init and answers its own
+  readiness check before an old one is stopped. New code that fails to
+  import, or a new worker that fails or is not ready within ``timeout``,
+  aborts the reload: the old workers keep serving, one line says why, and a
+  later SIGHUP tries again. Workers started later (after a crash, or
+  ``max_requests``) run the newest generation that became ready, as loaded,
+  whatever is on disk by then;
 - stops on SIGTERM or Ctrl+C: the workers finish their requests within
   ``graceful_timeout``; a second signal cuts them.
 
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import metrics
 from ..errors import ServeError
-from ..reloading import OBJECT, AppLoader, Loaded, SameCode, served
+from ..reloading import OBJECT, AppLoader, Loaded, ReloadFailed, SameCode, served
 from ..touchfile import INTERVAL, TouchWatcher
 from . import GRACE_EXPIRED, Events
 from .waitress_worker import BEAT_EVERY, CUT, FAIL, PARENT_SIGNALS, READY, RECYCLE, work
@@ -84,7 +86,7 @@ class _Worker:
     born: float
     beat: float  # when it last wrote anything
     ready: bool = False
-    replace: bool = False  # recycled, or of an older generation
+    recycle: bool = False  # it served its max_requests
     retiring: float = 0.0  # when it was told to stop; 0: it was not
     killed: str = ""  # why the parent killed it, already said
     failure: str = ""  # its ``fail`` message
@@ -99,10 +101,10 @@ class Supervisor:
     ) -> None:
         self.sock = sock
         self.config = config
-        self.first = first
         self.loader = loader
-        self.generation = 1  # of the workers started now
-        self.previous = 0  # while a reload is on: the generation to go back to
+        self.loaded = first  # what a worker started now runs
+        self.previous: Loaded | None = None  # while a reload is on: what to go back to
+        self.last_generation = first.generation  # numbers are not given twice
         self.touched = (
             TouchWatcher(config.reload_file, lambda: None) if config.reload_file else None
         )
@@ -120,7 +122,7 @@ class Supervisor:
 
     def run(self, events: Events) -> int:
         self.events = events
-        lifecycle = self.first.lifecycle
+        lifecycle = self.loaded.lifecycle  # on_start and on_stop: the first generation's
         for fd in self.wake:
             os.set_blocking(fd, False)
         self.selector.register(self.wake[0], selectors.EVENT_READ)
@@ -194,15 +196,27 @@ class Supervisor:
         before an old one stops (see :meth:`_replace`)."""
         if not self.started or self.stopping:
             return  # the first generation is still starting, or all are stopping
-        if not self.loader.reimports:
-            self.events.reload_note(f"Reloading: {self._same_code()}.")
-        self.previous = self.previous or self.generation
-        self.generation += 1
-        for worker in self.workers.values():
-            if worker.generation < self.generation:
-                worker.replace = True
-                if not worker.ready:  # booting the code being replaced
-                    self._retire(worker)
+        generation = self.last_generation + 1
+        try:
+            new = self.loader.fresh(generation)
+        except SameCode as exc:
+            self.events.reload_note(f"Reloading: {exc}.")
+            new = served(self.loaded.app, self.config, self.loader.recorder, generation)
+        except ReloadFailed as exc:
+            serving = (self.previous or self.loaded).generation
+            self.events.reload_note(f"Reload failed, generation {serving} keeps serving: {exc}")
+            return
+        self.last_generation = generation
+        self.previous = self.previous or self.loaded
+        self.loaded = new
+        for worker in list(self.workers.values()):
+            if not worker.ready and not worker.retiring:  # booting the code being replaced
+                self._retire(worker)
+
+    def _replaced(self, worker: _Worker) -> bool:
+        """Due for replacement: recycled, or not of the generation that serves
+        (older during a reload; newer after a failed one)."""
+        return worker.recycle or worker.generation != self.loaded.generation
 
     def _all_ready(self) -> bool:
         serving = [w for w in self.workers.values() if w.ready and not w.retiring]
@@ -211,15 +225,16 @@ class Supervisor:
     def _replace(self) -> None:
         """Start workers that are missing and retire those replaced."""
         now = time.monotonic()
-        fresh = [w for w in self.workers.values() if not w.retiring and not w.replace]
-        old = [w for w in self.workers.values() if w.replace and not w.retiring]
+        running = [w for w in self.workers.values() if not w.retiring]
+        fresh = [w for w in running if not self._replaced(w)]
+        old = [w for w in running if self._replaced(w)]
         serving = [w for w in fresh if w.ready] + [w for w in old if w.ready]
         for worker in old:
             if worker.ready and len(serving) > self.config.workers:
                 self._retire(worker)
                 serving.remove(worker)
         if self.previous and not old and len(serving) >= self.config.workers:
-            self.previous = 0  # the reload is done
+            self.previous = None  # the reload is done
             metrics.reloaded()
         missing = self.config.workers - len(fresh)
         if missing <= 0 or now < self.retry_at:
@@ -238,36 +253,25 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)  # until the child has its own
         try:
             pid = os.fork()
-            if pid == 0:
-                generation, trial = self.generation, bool(self.previous)
-                try:
-                    self._forget(reports)
-                finally:
-                    load = lambda: self._load(generation)  # noqa: E731
-                    work(load, trial, self.sock, self.config, report_fd, limit)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+        except OSError as exc:  # out of processes or memory: try again later
+            pid = -1
+            logger.warning(" * Cannot start a worker: %s; trying again.", exc.strerror)
+            self.retry_at = now + _RETRY_AFTER
+        if pid == 0:
+            try:
+                self._forget(reports)
+            finally:
+                trial = self.previous is not None
+                work(self.loaded, trial, self.sock, self.config, report_fd, limit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
         os.close(report_fd)
+        if pid < 0:
+            os.close(reports)
+            return
         os.set_blocking(reports, False)
-        worker = _Worker(pid, reports, self.generation, now, now)
+        worker = _Worker(pid, reports, self.loaded.generation, now, now)
         self.workers[pid] = worker
         self.selector.register(reports, selectors.EVENT_READ, worker)
-
-    def _load(self, generation: int) -> Loaded:
-        """In a new worker: the app of ``generation``, imported afresh after the first."""
-        if generation == 1:
-            return self.first
-        if not self.loader.reimports:
-            return served(self.first.app, self.config, self.loader.recorder, generation)
-        return self.loader.fresh(generation)
-
-    def _same_code(self) -> str:
-        """What :class:`.SameCode` says: a reload restarts the workers, same code."""
-        try:
-            self.loader.fresh(self.generation + 1)  # raises at once: nothing to import
-        except SameCode as exc:
-            return str(exc)
-        return ""
 
     def _forget(self, *fds: int) -> None:
         """In a new worker: close the parent's descriptors."""
@@ -297,13 +301,13 @@ class Supervisor:
             message, _, rest = line.decode(errors="replace").partition(" ")
             if message == READY:
                 worker.ready = True
-                if self.previous and worker.generation == self.generation:
+                if self.previous and worker.generation == self.loaded.generation:
                     self.events.reload_note(
                         f"Reloaded: generation {worker.generation} ready (pid {worker.pid})"
                     )
             elif message == RECYCLE:
                 logger.info(" * Worker %d served its max_requests; recycling it.", worker.pid)
-                worker.replace = True
+                worker.recycle = True
             elif message == CUT:
                 self.cut = True
             elif message == FAIL:
@@ -344,13 +348,10 @@ class Supervisor:
         )
         if not self.started:
             raise ServeError(why)
-        if worker.generation == self.generation and self.previous:
-            self.generation, self.previous = self.previous, 0
-            self.events.reload_note(
-                f"Reload failed, generation {self.generation} keeps serving: {why}"
-            )
-            for other in self.workers.values():  # the failed generation's go too
-                other.replace = other.generation > self.generation
+        if self.previous and worker.generation == self.loaded.generation:
+            self.loaded, self.previous = self.previous, None
+            generation = self.loaded.generation
+            self.events.reload_note(f"Reload failed, generation {generation} keeps serving: {why}")
             return
         logger.warning(" * A new worker failed to start: %s; trying again.", why)
         self.retry_at = time.monotonic() + _RETRY_AFTER
@@ -369,6 +370,9 @@ class Supervisor:
                         worker, signal.SIGKILL, f"was not ready within {timeout} s (timeout)"
                     )
             elif now - worker.beat > timeout and not worker.killed:
+                self._read(worker)  # beats still unread (the parent was busy importing)
+                if now - worker.beat <= timeout:
+                    continue
                 why = f"sent no heartbeat for {timeout} s (every thread busy, or its loop blocked)"
                 logger.warning(
                     " * Worker %d %s; killed it (SIGKILL), starting a new one.", worker.pid, why

@@ -2,8 +2,8 @@
 and the one-line messages it writes to its parent on a pipe:
 
 ============== =============================================================
-``ready``      it serves: the app is loaded, worker_init ran, waitress's loop
-               turns on the listening socket
+``ready``      it serves: worker_init ran (and, in a reload, its readiness
+               check passed), waitress listens; its loop starts next
 ``beat``       it makes progress (sent every half second): a thread is free,
                or a new request started since the last beat. A worker silent
                for ``timeout`` seconds is hung (every thread stuck on the
@@ -24,13 +24,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import metrics
 from ..errors import ProdServeError
 from ..loaderrors import one_line
-from ..reloading import ReloadFailed, answers
+from ..reloading import answers
 from .waitress import Role, serve
 
 if TYPE_CHECKING:
@@ -51,15 +50,15 @@ PARENT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 def work(
-    load: Callable[[], Loaded],
+    loaded: Loaded,
     trial: bool,
     sock: socket.socket,
     config: ServeConfig,
     report_fd: int,
     max_requests: int,
 ) -> NoReturn:
-    """In a just-forked child (with the parent's signals blocked): load the
-    app, serve until told to stop, then exit; never returns into the caller.
+    """In a just-forked child (with the parent's signals blocked): serve
+    ``loaded`` until told to stop, then exit; never returns into the caller.
 
     A worker on ``trial`` (a reload's) must also answer its own readiness
     check (:func:`~flask_prodserve.reloading.answers`) before it reports ready.
@@ -68,7 +67,6 @@ def work(
     link = _Link(report_fd, os.getppid(), config.threads, max_requests)
     try:
         _take_signals()
-        loaded = load()
 
         def begin(server: Any) -> None:
             loaded.lifecycle.run("worker_init")
@@ -77,6 +75,7 @@ def work(
                 raise _NotReady(problem)
             metrics.worker_started()
             link.dispatcher = server.task_dispatcher
+            link.send(READY)  # the loop starts next, on a socket already listening
 
         role = Role(begin, tick=link.tick, supervised=True)
         status = serve(link.counting(loaded.wsgi_app), sock, config, role)
@@ -84,7 +83,7 @@ def work(
             link.send(CUT)
     except BaseException as exc:
         why = str(exc) if isinstance(exc, ProdServeError) else one_line(exc)
-        if trial and not isinstance(exc, ReloadFailed):
+        if trial:
             why = f"a new worker (pid {os.getpid()}) was not ready: {why}"
         link.send(f"{FAIL} {why}")
     finally:
@@ -121,7 +120,6 @@ class _Link:
         self.started = 0  # requests started so far (as of the latest one)
         self.seen = -1  # ``started`` at the previous beat
         self.dispatcher: Any = None  # waitress's task dispatcher, once serving
-        self.ready = False
         self.due = 0.0
 
     def send(self, message: str) -> None:
@@ -148,10 +146,7 @@ class _Link:
         self.due = now + BEAT_EVERY
         if os.getppid() != self.parent:
             return True  # orphaned (the parent was killed): stop gracefully
-        if not self.ready:
-            self.ready = True
-            self.send(READY)
-        elif self.started != self.seen or not self._all_threads_busy():
+        if self.started != self.seen or not self._all_threads_busy():
             self.send(BEAT)
         self.seen = self.started
         return False
