@@ -36,7 +36,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.arbiter import Arbiter
@@ -109,21 +108,24 @@ class Reloader:
         config: ServeConfig,
         events: Events,
         reports: Reports,
-        use: Callable[[Loaded], None],
     ) -> None:
         self.loader = loader
-        self.current = first  # what a worker forked now runs
+        # What a worker forked now runs, and whether it is on trial (reports
+        # ready/unready): one attribute, so that a fork never sees half a change.
+        self.forking: tuple[Loaded, bool] = (first, False)
         self.last_generation = first.generation
-        self.trial = False  # a worker forked now is on trial (reports ready/unready)
         self.config = config
         self.events = events
         self.reports = reports
-        self.use = use  # makes gunicorn's application serve a generation
         self.fork_lock = threading.Lock()  # held while importing: no fork meanwhile
         self.requested = threading.Event()
         self.stopped = threading.Event()
         self.master = os.getpid()
         self.watcher: TouchWatcher | None = None
+
+    @property
+    def current(self) -> Loaded:
+        return self.forking[0]
 
     # -- in the master's main thread -------------------------------------------
 
@@ -190,14 +192,11 @@ class Reloader:
                 self._back_to(previous, started, problem)
                 return
             os.kill(self.master, signal.SIGTTOU)  # gunicorn stops the oldest worker
-        self.trial = False
+        self._switch(new, trial=False)
         metrics.reloaded()
 
     def _switch(self, loaded: Loaded, *, trial: bool) -> None:
-        with self.fork_lock:
-            self.current = loaded
-            self.trial = trial
-            self.use(loaded)
+        self.forking = (loaded, trial)
 
     def _one_more(self, generation: int, started: list[int]) -> str:
         """Start one worker of ``generation`` (its PID goes to ``started``);
@@ -253,7 +252,7 @@ def worker_ready(reloader: Reloader, report_fd: int, worker: Any) -> None:
     status would halt the master). Outside a reload, a failed hook stops the
     server, as it always has.
     """
-    loaded, on_trial = reloader.current, reloader.trial
+    loaded, on_trial = reloader.forking
     if on_trial:
         write(report_fd, "boot", os.getpid(), loaded.generation)
     try:
