@@ -65,7 +65,7 @@ _OURS = {
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
-    "pre_fork": "kill -HUP (reload)",
+    "pre_fork": "@prodserve.worker_init",
     # The app is loaded before the fork already; gunicorn would also keep the
     # first generation's app for every worker forked after a reload.
     "preload_app": "the default (the app is loaded before the workers fork already)",

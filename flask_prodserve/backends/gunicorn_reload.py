@@ -174,12 +174,10 @@ class Reloader:
             with self.fork_lock:
                 new = self.loader.fresh(generation)
         except SameCode as exc:
-            self.events.reload_note(f"Reloading: {exc}.")
+            self._note(f"Reloading: {exc}.")
             new = served(previous.app, self.config, self.loader.recorder, generation)
         except ReloadFailed as exc:
-            self.events.reload_note(
-                f"Reload failed, generation {previous.generation} keeps serving: {exc}"
-            )
+            self._note(f"Reload failed, generation {previous.generation} keeps serving: {exc}")
             return
         self.last_generation = generation  # its code ran: its number is not given again
         self._switch(new, trial=True)
@@ -194,6 +192,12 @@ class Reloader:
             os.kill(self.master, signal.SIGTTOU)  # gunicorn stops the oldest worker
         self._switch(new, trial=False)
         metrics.reloaded()
+
+    def _note(self, line: str) -> None:
+        # Not while the main thread forks: a child would inherit stdout's
+        # lock held by this thread, and block on its first write.
+        with self.fork_lock:
+            self.events.reload_note(line)
 
     def _switch(self, loaded: Loaded, *, trial: bool) -> None:
         self.forking = (loaded, trial)
@@ -214,7 +218,7 @@ class Reloader:
                     pid = int(worker)
                     started.append(pid)
                 elif kind == "ready":
-                    self.events.reload_note(f"Reloaded: generation {gen} ready (pid {worker})")
+                    self._note(f"Reloaded: generation {gen} ready (pid {worker})")
                     return ""
                 elif kind == "unready":
                     return f"a new worker (pid {worker}) was not ready: {' '.join(why)}"
@@ -231,9 +235,7 @@ class Reloader:
                 os.kill(pid, signal.SIGTERM)
         self._wait_ready(previous.generation, len(started))
         os.kill(self.master, signal.SIGTTOU)
-        self.events.reload_note(
-            f"Reload failed, generation {previous.generation} keeps serving: {problem}"
-        )
+        self._note(f"Reload failed, generation {previous.generation} keeps serving: {problem}")
 
     def _wait_ready(self, generation: int, count: int) -> None:
         """Until ``count`` workers of ``generation`` are ready (or ``timeout``)."""
