@@ -25,6 +25,14 @@ names it relies on, unchanged in every release from 23.0 to 27.0:
   let out of ``run()`` when several workers fail to boot at once;
 - ``Arbiter.WORKER_BOOT_ERROR`` and ``Arbiter.APP_LOAD_ERROR``, its exit statuses.
 
+Reloads (:mod:`.gunicorn_reload`) use the documented signals SIGTTIN and
+SIGTTOU (one worker more, one fewer), and rely on one thing the docs do not
+say: SIGTTOU stops the *oldest* worker (the arbiter's ``manage_workers``
+sorts by age), in every release from 23.0 to 27.0. A newer release that
+stopped another would stop a new worker instead of an old one: the reload
+would still end with every worker serving, but some on the old code; the
+reload tests would fail (``tests/test_reload_live.py``).
+
 Outside :data:`TESTED`, ``flask serve`` runs gunicorn's own ``gthread``
 worker instead (see :func:`worker_fallback`): it serves, without the
 protections of ours, and the start-up check ``PS701`` says so.
