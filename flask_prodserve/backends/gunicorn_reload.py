@@ -45,6 +45,7 @@ from ..lifecycle import HookFailed
 from ..loaderrors import one_line
 from ..reloading import AppLoader, Loaded, ReloadFailed, SameCode, answers, served
 from ..touchfile import TouchWatcher
+from .gunicorn_names import reload_unsupported
 
 if TYPE_CHECKING:
     from ..config import ServeConfig
@@ -170,6 +171,10 @@ class Reloader:
         """One reload, all workers, or nothing."""
         previous = self.current
         generation = self.last_generation + 1
+        unsupported = reload_unsupported()
+        if unsupported:
+            self._failed(previous, unsupported)
+            return
         try:
             with self.fork_lock:
                 new = self.loader.fresh(generation)
@@ -177,7 +182,7 @@ class Reloader:
             self._note(f"Reloading: {exc}.")
             new = served(previous.app, self.config, self.loader.recorder, generation)
         except ReloadFailed as exc:
-            self._note(f"Reload failed, generation {previous.generation} keeps serving: {exc}")
+            self._failed(previous, str(exc))
             return
         self.last_generation = generation  # its code ran: its number is not given again
         self._switch(new, trial=True)
@@ -198,6 +203,9 @@ class Reloader:
         # lock held by this thread, and block on its first write.
         with self.fork_lock:
             self.events.reload_note(line)
+
+    def _failed(self, kept: Loaded, why: str) -> None:
+        self._note(f"Reload failed, generation {kept.generation} keeps serving: {why}")
 
     def _switch(self, loaded: Loaded, *, trial: bool) -> None:
         self.forking = (loaded, trial)
@@ -235,7 +243,7 @@ class Reloader:
                 os.kill(pid, signal.SIGTERM)
         self._wait_ready(previous.generation, len(started))
         os.kill(self.master, signal.SIGTTOU)
-        self._note(f"Reload failed, generation {previous.generation} keeps serving: {problem}")
+        self._failed(previous, problem)
 
     def _wait_ready(self, generation: int, count: int) -> None:
         """Until ``count`` workers of ``generation`` are ready (or ``timeout``)."""
