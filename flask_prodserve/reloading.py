@@ -38,6 +38,7 @@ from .errors import ProdServeError
 from .extension import lifecycle_for
 from .loaderrors import one_line
 from .middleware import build_wsgi_app
+from .responses import drain
 from .sourcescan import is_library
 
 if TYPE_CHECKING:
@@ -91,14 +92,7 @@ def answers(loaded: Loaded, wsgi_app: WSGIApplication, health_path: str) -> str:
         status.append(line)
         return lambda data: None
 
-    body = wsgi_app(environ, start_response)
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    drain(wsgi_app(environ, start_response))
     got = status[0] if status else "no response"
     return "" if got.startswith("200") else f"{path} answered {got}"
 
@@ -106,12 +100,12 @@ def answers(loaded: Loaded, wsgi_app: WSGIApplication, health_path: str) -> str:
 @dataclass(frozen=True)
 class AppSource:
     """Where the app came from: what Flask's ``ScriptInfo`` was given, and
-    the user's modules the first load imported (see :func:`load`)."""
+    the modules the first load imported (see :func:`load`)."""
 
     import_path: str | None = None
     create_app: Callable[..., Flask] | None = None
     set_debug_flag: bool = True
-    modules: frozenset[str] = frozenset()
+    imported: frozenset[str] = frozenset()  # the user's among them: see user_modules
     reimports: bool = True  # False: an app object, with no import path
 
 
@@ -120,17 +114,12 @@ OBJECT = AppSource(reimports=False)
 
 
 def load(info: ScriptInfo) -> tuple[Flask, AppSource]:
-    """Load the app as ``flask`` does (``info.load_app()``), noting the user's
+    """Load the app as ``flask`` does (``info.load_app()``), noting the
     modules the load imported. Exceptions are the app's own, as they come."""
     before = set(sys.modules)
     app = info.load_app()
-    new = {name: sys.modules[name] for name in set(sys.modules) - before}
-    return app, AppSource(
-        info.app_import_path,
-        info.create_app,
-        info.set_debug_flag,
-        frozenset(user_modules(new.items())),
-    )
+    imported = frozenset(sys.modules.keys() - before)
+    return app, AppSource(info.app_import_path, info.create_app, info.set_debug_flag, imported)
 
 
 def user_modules(modules: Iterable[tuple[str, Any]]) -> list[str]:
@@ -153,13 +142,22 @@ class AppLoader:
         self.source = source
         self.config = config
         self.recorder = recorder
-        self.modules = set(source.modules)  # grows with what new code imports
+        self._modules: set[str] | None = None  # the user's; see modules()
         self._lock = threading.Lock()
 
     @property
     def reimports(self) -> bool:
         """Whether a reload imports new code (False: an app given as an object)."""
         return self.source.reimports
+
+    def modules(self) -> set[str]:
+        """The user's modules, purged before each import: those the first load
+        imported, and those new code imported since. (Sorted out only when
+        first needed: the start of a server does not pay for it.)"""
+        if self._modules is None:
+            imported = ((n, sys.modules.get(n)) for n in self.source.imported)
+            self._modules = set(user_modules(imported))
+        return self._modules
 
     def first(self, app: Flask) -> Loaded:
         """Generation 1: the app loaded at start."""
@@ -179,15 +177,16 @@ class AppLoader:
                 "deploy new code"
             )
         with self._lock:
-            purge(self.modules)
+            modules = self.modules()
+            purge(modules)
             before = set(sys.modules)
             try:
-                app = _script_info(self.source, self.modules).load_app()
+                app = _script_info(self.source, modules).load_app()
             except Exception as exc:
                 raise ReloadFailed(f"the new code failed to load: {one_line(exc)}") from exc
             finally:
                 new = set(sys.modules) - before
-                self.modules.update(user_modules((n, sys.modules.get(n)) for n in new))
+                modules.update(user_modules((n, sys.modules.get(n)) for n in new))
         return served(app, self.config, self.recorder, generation)
 
 

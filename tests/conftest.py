@@ -33,9 +33,15 @@ def flask_serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Star
     test failed. (Not pytest-flask's ``live_server``, which runs ``app.run()``.)"""
     servers: list[LiveServer] = []
 
-    def start(args: list[str], env: dict[str, str] | None = None, wait: bool = True) -> LiveServer:
+    def start(
+        args: list[str],
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        cwd: Path | None = None,
+    ) -> LiveServer:
         server = LiveServer(args, tmp_path / f"server-{len(servers)}.log", env)
         servers.append(server)
+        server.cwd = cwd or server.cwd  # a project folder other than the repository
         return server.start(wait=wait)
 
     yield start

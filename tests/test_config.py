@@ -351,6 +351,9 @@ def test_max_requests_needs_fork() -> None:
     windows = Facts(debug=False, platform="win32", cpus=2, gunicorn_importable=False)
     with pytest.raises(ConfigError, match="cannot recycle it"):
         run(cli={"server": "waitress", "max_requests": 10}, facts=windows)
+    # One process reloads inside itself (flask_prodserve.swapping).
+    alone = run(cli={"server": "waitress", "reload_file": "deploy/reload"}, facts=windows)
+    assert alone.reload_file == "deploy/reload"
     for server in ("waitress", "gunicorn"):
         assert run(cli={"server": server, "max_requests": 10}).max_requests == 10
     assert run(cli={"server": "waitress", "workers": 3}).workers == 3

@@ -72,7 +72,7 @@ def test_user_modules_are_the_files_outside_libraries(tmp_path: Path) -> None:
 def test_fresh_imports_the_code_on_disk_now(project: tuple[Path, str]) -> None:
     folder, name = project
     loader, first = _loader(name)
-    assert loader.source.modules == {name, f"{name}_helper"}
+    assert loader.modules() == {name, f"{name}_helper"}
     assert (first.generation, _body(first)) == (1, "one")
     (folder / f"{name}_helper.py").write_text('VERSION = "two"\n')
     second = loader.fresh(2)

@@ -50,7 +50,7 @@ def _settings(config: ServeConfig) -> dict[str, Any]:
     lifecycle = Lifecycle(Flask(__name__))
     first = Loaded(1, lifecycle.app, lifecycle.app, lifecycle)
     loader = AppLoader(OBJECT, config)
-    reloader = Reloader(loader, first, config, EVENTS, Reports(-1), lambda loaded: None)
+    reloader = Reloader(loader, first, config, EVENTS, Reports(-1))
     return gunicorn.settings(config, 3, reloader, -1, EVENTS)
 
 

@@ -65,7 +65,7 @@ _OURS = {
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
-    "pre_fork": "kill -HUP (reload)",
+    "pre_fork": "@prodserve.worker_init",
     # The app is loaded before the fork already; gunicorn would also keep the
     # first generation's app for every worker forked after a reload.
     "preload_app": "the default (the app is loaded before the workers fork already)",
@@ -230,16 +230,17 @@ def _when_ready(lifecycle: Lifecycle, events: Events, reloader: Reloader) -> Non
 
 
 class EmbeddedApplication(BaseApplication):
-    """A gunicorn application whose settings and WSGI app are given, not read."""
+    """A gunicorn application whose settings are given, not read, and whose
+    WSGI app is the generation the master forks its workers with."""
 
     def __init__(
         self,
-        wsgi_app: WSGIApplication,
+        reloader: Reloader,
         options: dict[str, Any],
         gate_limits: GateLimits,
         report_fd: int,
     ) -> None:
-        self.wsgi_app = wsgi_app
+        self.reloader = reloader
         self.options = options
         self.gate_limits = gate_limits  # read by our workers
         self.report_fd = report_fd
@@ -249,8 +250,8 @@ class EmbeddedApplication(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Any:  # the stubs spell the WSGI type differently
-        return self.wsgi_app
+    def load(self) -> Any:  # in each worker, after the fork (preload_app is refused)
+        return self.reloader.current.wsgi_app
 
 
 def run(
@@ -269,18 +270,12 @@ def run(
     )
     first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
     loader = events.loader or AppLoader(OBJECT, config)
-    application: EmbeddedApplication | None = None
-
-    def use(loaded: Loaded) -> None:  # workers forked from now on serve ``loaded``
-        if application is not None:
-            application.wsgi_app = loaded.wsgi_app
-
-    reloader = Reloader(loader, first, config, events, reports, use)
+    reloader = Reloader(loader, first, config, events, reports)
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
         options = settings(config, sock.detach(), reloader, report_fd, events)
-        application = EmbeddedApplication(wsgi_app, options, limits, report_fd)
+        application = EmbeddedApplication(reloader, options, limits, report_fd)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:

@@ -36,7 +36,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.arbiter import Arbiter
@@ -46,6 +45,7 @@ from ..lifecycle import HookFailed
 from ..loaderrors import one_line
 from ..reloading import AppLoader, Loaded, ReloadFailed, SameCode, answers, served
 from ..touchfile import TouchWatcher
+from .gunicorn_names import reload_unsupported
 
 if TYPE_CHECKING:
     from ..config import ServeConfig
@@ -109,21 +109,24 @@ class Reloader:
         config: ServeConfig,
         events: Events,
         reports: Reports,
-        use: Callable[[Loaded], None],
     ) -> None:
         self.loader = loader
-        self.current = first  # what a worker forked now runs
+        # What a worker forked now runs, and whether it is on trial (reports
+        # ready/unready): one attribute, so that a fork never sees half a change.
+        self.forking: tuple[Loaded, bool] = (first, False)
         self.last_generation = first.generation
-        self.trial = False  # a worker forked now is on trial (reports ready/unready)
         self.config = config
         self.events = events
         self.reports = reports
-        self.use = use  # makes gunicorn's application serve a generation
         self.fork_lock = threading.Lock()  # held while importing: no fork meanwhile
         self.requested = threading.Event()
         self.stopped = threading.Event()
         self.master = os.getpid()
         self.watcher: TouchWatcher | None = None
+
+    @property
+    def current(self) -> Loaded:
+        return self.forking[0]
 
     # -- in the master's main thread -------------------------------------------
 
@@ -168,16 +171,18 @@ class Reloader:
         """One reload, all workers, or nothing."""
         previous = self.current
         generation = self.last_generation + 1
+        unsupported = reload_unsupported()
+        if unsupported:
+            self._failed(previous, unsupported)
+            return
         try:
             with self.fork_lock:
                 new = self.loader.fresh(generation)
         except SameCode as exc:
-            self.events.reload_note(f"Reloading: {exc}.")
+            self._note(f"Reloading: {exc}.")
             new = served(previous.app, self.config, self.loader.recorder, generation)
         except ReloadFailed as exc:
-            self.events.reload_note(
-                f"Reload failed, generation {previous.generation} keeps serving: {exc}"
-            )
+            self._failed(previous, str(exc))
             return
         self.last_generation = generation  # its code ran: its number is not given again
         self._switch(new, trial=True)
@@ -190,14 +195,20 @@ class Reloader:
                 self._back_to(previous, started, problem)
                 return
             os.kill(self.master, signal.SIGTTOU)  # gunicorn stops the oldest worker
-        self.trial = False
+        self._switch(new, trial=False)
         metrics.reloaded()
 
-    def _switch(self, loaded: Loaded, *, trial: bool) -> None:
+    def _note(self, line: str) -> None:
+        # Not while the main thread forks: a child would inherit stdout's
+        # lock held by this thread, and block on its first write.
         with self.fork_lock:
-            self.current = loaded
-            self.trial = trial
-            self.use(loaded)
+            self.events.reload_note(line)
+
+    def _failed(self, kept: Loaded, why: str) -> None:
+        self._note(f"Reload failed, generation {kept.generation} keeps serving: {why}")
+
+    def _switch(self, loaded: Loaded, *, trial: bool) -> None:
+        self.forking = (loaded, trial)
 
     def _one_more(self, generation: int, started: list[int]) -> str:
         """Start one worker of ``generation`` (its PID goes to ``started``);
@@ -215,7 +226,7 @@ class Reloader:
                     pid = int(worker)
                     started.append(pid)
                 elif kind == "ready":
-                    self.events.reload_note(f"Reloaded: generation {gen} ready (pid {worker})")
+                    self._note(f"Reloaded: generation {gen} ready (pid {worker})")
                     return ""
                 elif kind == "unready":
                     return f"a new worker (pid {worker}) was not ready: {' '.join(why)}"
@@ -232,9 +243,7 @@ class Reloader:
                 os.kill(pid, signal.SIGTERM)
         self._wait_ready(previous.generation, len(started))
         os.kill(self.master, signal.SIGTTOU)
-        self.events.reload_note(
-            f"Reload failed, generation {previous.generation} keeps serving: {problem}"
-        )
+        self._failed(previous, problem)
 
     def _wait_ready(self, generation: int, count: int) -> None:
         """Until ``count`` workers of ``generation`` are ready (or ``timeout``)."""
@@ -253,7 +262,7 @@ def worker_ready(reloader: Reloader, report_fd: int, worker: Any) -> None:
     status would halt the master). Outside a reload, a failed hook stops the
     server, as it always has.
     """
-    loaded, on_trial = reloader.current, reloader.trial
+    loaded, on_trial = reloader.forking
     if on_trial:
         write(report_fd, "boot", os.getpid(), loaded.generation)
     try:
