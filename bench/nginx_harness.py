@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .liveserver import ROOT, LiveServer
 
@@ -253,11 +254,18 @@ class Stats:
         )
 
 
-class Stream(threading.Thread):
-    """GET ``path`` through nginx every ``interval`` seconds, each on a new
-    connection, until :meth:`stop`; a request fails unless it gets a 200."""
+class Getter(Protocol):
+    """Sends a GET on a new connection: :class:`Nginx`, or a server reached directly."""
 
-    def __init__(self, nginx: Nginx, path: str, interval: float = 0.01) -> None:
+    def request(self, path: str, *, timeout: float = ...) -> tuple[int, dict[str, str], bytes]: ...
+
+
+class Stream(threading.Thread):
+    """GET ``path`` through nginx (or any :class:`Getter`) every ``interval``
+    seconds, each on a new connection, until :meth:`stop`; a request fails
+    unless it gets a 200."""
+
+    def __init__(self, nginx: Getter, path: str, interval: float = 0.01) -> None:
         super().__init__(daemon=True)
         self.nginx = nginx
         self.path = path
@@ -284,14 +292,19 @@ class Stream(threading.Thread):
 
     def stats(self, since: float = 0.0, until: float = float("inf")) -> Stats:
         """Figures for the requests started in ``[since, until]`` (monotonic time)."""
-        window = [s for s in self.samples if since <= s.started <= until]
-        latencies = sorted(s.latency * 1000 for s in window) or [0.0]
-        failures = [s.detail for s in window if not s.ok]
+        return summarize(self.samples, since, until)
 
-        def pct(p: float) -> float:
-            return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
 
-        return Stats(len(window), len(failures), pct(0.5), pct(0.99), latencies[-1], failures)
+def summarize(samples: list[Sample], since: float = 0.0, until: float = float("inf")) -> Stats:
+    """Figures for the samples started in ``[since, until]`` (monotonic time)."""
+    window = [s for s in samples if since <= s.started <= until]
+    latencies = sorted(s.latency * 1000 for s in window) or [0.0]
+    failures = [s.detail for s in window if not s.ok]
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return Stats(len(window), len(failures), pct(0.5), pct(0.99), latencies[-1], failures)
 
 
 # -------------------------------------------------------------------- scenarios

@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 from flask.cli import ScriptInfo, pass_script_info
 
-from . import checks, deployfiles, loaderrors, serving, staticfiles
+from . import checks, deployfiles, loaderrors, reloading, serving, staticfiles
 from .backends import GRACE_EXPIRED
 from .config import OPTION_BY_NAME, OPTIONS, Layer, Option
 from .errors import ProdServeError, ServeError
@@ -150,7 +150,7 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
         if (dev and prod) or values["mode"] is not None:
             raise _OneLineUsageError("Use only one of --dev, --prod and --mode.")
         values["mode"], labels["mode"] = ("dev", "--dev") if dev else ("prod", "--prod")
-    app = _load_app(info, values.pop("traceback"))
+    app, source = _load_app(info, values.pop("traceback"))
     try:
         config = serving.config_for(app, values, cli_labels=labels)
     except ProdServeError as exc:
@@ -168,13 +168,14 @@ def serve_command(info: ScriptInfo, /, dev: bool | None, prod: bool | None, **va
     if print_config:
         _print_config(app, config)
         return
-    sys.exit(_serve(app, config))
+    sys.exit(_serve(app, config, source=source))
 
 
-def _load_app(info: ScriptInfo, full_traceback: bool) -> Flask:
-    """The app, or a short message in the app's own terms if importing it fails."""
+def _load_app(info: ScriptInfo, full_traceback: bool) -> tuple[Flask, reloading.AppSource]:
+    """The app and where it came from, or a short message in the app's own
+    terms if importing it fails."""
     try:
-        return info.load_app()  # imports the app: an error raised here is in the app's code
+        return reloading.load(info)  # imports the app: an error raised here is in the app's code
     except ProdServeError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the app's own code failed: show its frames, not ours
@@ -207,10 +208,14 @@ def serve(app: Flask, **options: Any) -> int:
 
 
 def _serve(
-    app: Flask, config: ServeConfig, announced: Callable[[list[str]], None] = lambda urls: None
+    app: Flask,
+    config: ServeConfig,
+    announced: Callable[[list[str]], None] = lambda urls: None,
+    source: reloading.AppSource = reloading.OBJECT,
 ) -> int:
     """Serve as ``flask serve`` does; ``announced(urls)`` is called after the
-    banner (the ``prod_server`` pytest fixture learns the port from it)."""
+    banner (the ``prod_server`` pytest fixture learns the port from it);
+    ``source`` is where the app came from, for reloads."""
 
     def announce(served: ServeConfig, urls: list[str], warnings: list[checks.Problem]) -> None:
         _banner(app, served, urls, warnings)
@@ -223,6 +228,8 @@ def _serve(
             config,
             announce,
             lambda signame, graceful: _stopping(config, signame, graceful),
+            lambda line: click.echo(f" * {line}"),
+            source,
         )
     except checks.ChecksFailed as exc:
         for problem in exc.problems:
@@ -304,12 +311,11 @@ def _banner(
     ]
     if config.server != "werkzeug":
         lines[-1] += f" ({config.origins['server'].explain()})"
-    if config.server == "gunicorn":
         lines.append(
             f" * Workers: {_count(config.workers, 'process')} x {_count(config.threads, 'thread')}"
         )
-    elif config.server == "waitress":
-        lines.append(f" * Threads: {config.threads} (one process)")
+        if hasattr(os, "fork"):  # waitress on Windows runs one process: no reloads
+            lines.append(_generation_line(config))
     lines += _systemd_socket_lines(config)
     lines += [f" * Running on {url}" for url in urls]
     if config.health_path:
@@ -348,6 +354,12 @@ def _systemd_socket_lines(config: ServeConfig) -> list[str]:
                 "listen (change ListenStream= in the .socket unit, or remove the setting)"
             )
     return lines
+
+
+def _generation_line(config: ServeConfig) -> str:
+    """Generation 1, and how to deploy the next (see docs/deploying.rst)."""
+    touch = f" or touch {config.reload_file}" if config.reload_file else ""
+    return f" * Generation 1: kill -HUP {os.getpid()}{touch} loads new code, one worker at a time"
 
 
 def _report(app: Flask, config: ServeConfig, fail_level: checks.Severity) -> int:

@@ -68,7 +68,7 @@ def key_in_source(t: Target, weak: bool) -> Iterator[str]:
 
 def shared_state(t: Target) -> Iterator[str]:
     """PS601: module-level data that views change, under several processes."""
-    workers = t.config.workers if t.config.server == "gunicorn" else 1
+    workers = t.config.workers if t.config.server != "werkzeug" else 1
     if workers < 2:
         return
     origin = t.config.origins.get("workers")

@@ -136,8 +136,13 @@ def _default_port(resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts)
 def _default_workers(
     resolved: Mapping[str, Any], env: Mapping[str, str], f: Facts
 ) -> tuple[Any, str]:
-    if resolved["server"] != "gunicorn":
-        return 1, f"{resolved['server']} runs one process"
+    if resolved["server"] == "werkzeug":
+        return 1, "werkzeug runs one process"
+    if resolved["server"] == "waitress":
+        # One process of many threads, as waitress is made to run; more on
+        # request (--workers, not on Windows). WEB_CONCURRENCY is sized for
+        # gunicorn's processes of few threads.
+        return 1, "default for waitress"
     if "WEB_CONCURRENCY" in env:
         value = _convert(OPTION_BY_NAME["workers"], env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
         return value, "WEB_CONCURRENCY environment variable"
@@ -225,7 +230,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "workers",
-        "Worker processes (gunicorn). Default: $WEB_CONCURRENCY, else two per usable CPU.",
+        "Worker processes. Default: gunicorn: $WEB_CONCURRENCY, else two per usable "
+        "CPU; waitress: 1 (on Windows, always 1).",
         c.WholeNumber(1, 1024, 4),
         _default_workers,
         metavar="N",
@@ -267,7 +273,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         "Seconds a request may go without progress (a client that stops sending "
-        "its body, a silent gunicorn worker) before it is abandoned.",
+        "its body), and a worker without a heartbeat (every thread stuck) before "
+        "it is killed and replaced.",
         c.WholeNumber(1, 86400, 30),
         _const(30),
         metavar="SECONDS",
@@ -400,8 +407,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "max_requests",
-        "Restart a worker after this many requests, to contain memory leaks "
-        "(gunicorn only). 0: never.",
+        "Replace a worker after this many requests, to contain memory leaks; the "
+        "replacement serves first. 0: never (waitress on Windows: always 0).",
         c.WholeNumber(0, 10**9, 1000),
         _const(0),
         metavar="N",
@@ -414,6 +421,16 @@ OPTIONS: tuple[Option, ...] = (
         c.WholeNumber(0, 10**9, 50),
         _const(0),
         metavar="N",
+        production=True,
+    ),
+    Option(
+        "reload_file",
+        "Reload the app with the code on disk when this file's modification time "
+        "changes ('touch PATH'), as kill -HUP does; for Windows and platforms "
+        "without signals. Off by default.",
+        click.STRING,
+        _const(""),
+        metavar="PATH",
         production=True,
     ),
     Option(
@@ -483,6 +500,7 @@ class ServeConfig:
     metrics_allow: c.Networks
     max_requests: int
     max_requests_jitter: int
+    reload_file: str
     server_options: Mapping[str, Any]
     ignore_checks: str
     reload: bool
@@ -622,18 +640,15 @@ def _check_combination(values: Mapping[str, Any], origins: Mapping[str, Origin],
                 "gunicorn is not installed; run 'pip install gunicorn' or use waitress",
             )
     explicit = {n for n, o in origins.items() if o.layer is not Layer.DEFAULT}
-    if values["server"] == "waitress" and "workers" in explicit and values["workers"] > 1:
-        fail(
-            "workers",
-            "waitress runs one process; raise threads instead, or use gunicorn",
-        )
-    # Production-only settings do not stop dev mode (`flask --debug serve`).
-    if values["server"] == "waitress" and values["max_requests"]:
-        fail(
-            "max_requests",
-            "waitress runs one process and cannot recycle it; "
-            "use gunicorn, or set max_requests to 0",
-        )
+    if values["server"] == "waitress" and f.platform == "win32":
+        # The supervisor of waitress workers forks: not on Windows.
+        if values["workers"] > 1:
+            fail("workers", "waitress runs one process on Windows; raise threads instead")
+        if values["max_requests"]:
+            fail(
+                "max_requests",
+                "waitress runs one process on Windows and cannot recycle it; set max_requests to 0",
+            )
     _check_paths(values, fail)
     if values["metrics_path"] and not f.metrics_importable:
         fail(

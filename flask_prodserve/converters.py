@@ -164,6 +164,7 @@ ACCESS_LOG_FIELDS = [
     "referer",
     "user_agent",
     "duration",
+    "generation",
 ]
 
 

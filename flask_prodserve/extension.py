@@ -58,8 +58,9 @@ class ProdServe:
 
     def worker_init(self, func: Hook) -> Hook:
         """Register ``func(app)`` to run in each worker process after it is
-        forked (gunicorn), or once (waitress, dev server): the place to reset
-        connection pools, such as SQLAlchemy's ``db.engine.dispose()``."""
+        forked (gunicorn, waitress on POSIX), or once (waitress on Windows, dev
+        server): the place to reset connection pools, such as SQLAlchemy's
+        ``db.engine.dispose()``."""
         self.hooks.worker_init.append(func)
         return func
 

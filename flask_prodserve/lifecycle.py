@@ -1,13 +1,13 @@
 """Lifecycle hooks registered on the extension, run by every backend alike.
 
-========== ================================ ====================================
-hook       gunicorn                         waitress / dev server
-========== ================================ ====================================
-on_start   once, in the master, when ready  once, before serving
-worker_init in each worker, after fork      once, before serving
-on_stop    once, in the master, at exit     once, after the server stopped
-ready      on each ``<health_path>/ready``  the same
-========== ================================ ====================================
+=========== ================================ ====================================
+hook        gunicorn, waitress (POSIX)       waitress (Windows), dev server
+=========== ================================ ====================================
+on_start    once, in the master, when ready  once, before serving
+worker_init in each worker, after fork       once, before serving
+on_stop     once, in the master, at exit     once, after the server stopped
+ready       on each ``<health_path>/ready``  the same
+=========== ================================ ====================================
 
 Each hook is called with the app, inside an app context. A hook that raises
 stops the server: :class:`HookFailed` names it, its exception and the line

@@ -142,3 +142,18 @@ def _nearby_modules(import_name: str) -> str:
     if files:
         return f" Python files here: {', '.join(sorted(files.values())[:8])}."
     return " There is no .py file in this folder: cd to the folder with your app."
+
+
+def one_line(exc: BaseException) -> str:
+    """``ZeroDivisionError: division by zero (app.py, line 3)``: the exception
+    and the innermost line of the user's own code that raised it."""
+    if isinstance(exc, NoAppException) and isinstance(exc.__context__, ImportError):
+        exc = exc.__context__  # Flask's "While importing ..." wraps the real error
+    if isinstance(exc, SyntaxError):
+        where = f"{shown_path(exc.filename or '?')}, line {exc.lineno}"
+        return f"{type(exc).__name__}: {exc.msg} ({where})"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not is_library(f.filename)]
+    where = f" ({_where(own[-1])})" if own else ""
+    return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"

@@ -13,7 +13,7 @@ and the method replaced to catch the environ are restored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from werkzeug.routing import RequestRedirect, Rule
 from werkzeug.test import EnvironBuilder
 
 from .middleware import mount
+from .responses import drain
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -160,7 +161,7 @@ def _arriving_environ(
 
     vars(app)["request_context"] = arrive
     try:
-        _drain(chain(environ, lambda status, headers, exc_info=None: lambda data: None))
+        drain(chain(environ, lambda status, headers, exc_info=None: lambda data: None))
     except _Arrived as arrived:
         return arrived.environ
     except Exception:
@@ -172,14 +173,3 @@ def _arriving_environ(
             vars(app)["request_context"] = previous
     # The app's middleware answered by itself: use what the mount alone passes on.
     return EnvironBuilder(path=rest, base_url=f"http://{host}{prefix}").get_environ()
-
-
-def _drain(body: Iterable[bytes]) -> None:
-    """Iterate a response (a lazy middleware calls its app only then) and close it."""
-    try:
-        for _ in body:
-            pass
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()

@@ -112,7 +112,9 @@ class Recorder:
             registry=None,
         )
         self.reloads = Counter(
-            "flask_prodserve_reloads", "Reloads of the server (gunicorn: SIGHUP).", registry=None
+            "flask_prodserve_reloads",
+            "Reloads of the server that completed (SIGHUP).",
+            registry=None,
         )
         self.restarts.inc(0)  # in the master's file: the series exists from the start
         self.reloads.inc(0)

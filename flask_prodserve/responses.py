@@ -20,6 +20,18 @@ def plain_response(start_response: StartResponse, status: str, body: bytes) -> l
     return [body]
 
 
+def drain(body: Iterable[bytes]) -> None:
+    """Iterate a response to its end (a lazy middleware calls its app only
+    then) and close it, as a server would, discarding the bytes."""
+    try:
+        for _ in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
 class ObservedBody:
     """Wraps a response body to count its bytes and call ``on_close(size)``
     when the server closes it (after the last byte was sent, or on abort)."""

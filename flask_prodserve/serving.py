@@ -19,8 +19,8 @@ from .checks import Problem, startup_warnings
 from .config import OPTIONS, Facts, ServeConfig, resolve
 from .cpus import available_cpus
 from .errors import ConfigError
-from .extension import extension_defaults, lifecycle_for
-from .middleware import build_wsgi_app
+from .extension import extension_defaults
+from .reloading import OBJECT, AppLoader, AppSource
 
 if TYPE_CHECKING:
     import socket
@@ -85,12 +85,16 @@ def serve(
     config: ServeConfig,
     announce: Callable[[ServeConfig, list[str], list[Problem]], None],
     stopping: Callable[[str, bool], None],
+    reload_note: Callable[[str], None] = lambda line: None,
+    source: AppSource = OBJECT,
 ) -> int:
     """Bind, and serve until stopped; return the exit status.
 
     ``announce(config, urls, warnings)`` is called once the server has accepted
     its settings (``config`` with the address of the socket systemd passed, if
-    it passed one), ``stopping(signal_name, graceful)`` when a stop signal arrives.
+    it passed one), ``stopping(signal_name, graceful)`` when a stop signal arrives,
+    ``reload_note(line)`` as a reload goes. ``source`` says how to import the
+    app again for a reload (:func:`flask_prodserve.reloading.load`).
     In production the checks run first, and a failed check at error level
     (:class:`~flask_prodserve.checks.ChecksFailed`) stops before binding.
     """
@@ -106,11 +110,11 @@ def serve(
         sock, config, warnings = _listen(app, config)
         urls = sockets.display_urls(sock, config.url_prefix)
         started = lambda: announce(config, urls, warnings)  # noqa: E731
-    lifecycle = lifecycle_for(app)
-    events = backends.Events(started=started, stopping=stopping)
     try:
-        wsgi_app = build_wsgi_app(app, config, lifecycle, metrics.start(config))
-        return backend.run(wsgi_app, sock, config, lifecycle, events)
+        loader = AppLoader(source, config, metrics.start(config))
+        first = loader.first(app)
+        events = backends.Events(started, stopping, reload_note, loader)
+        return backend.run(first.wsgi_app, sock, config, first.lifecycle, events)
     finally:
         sock.close()
         metrics.stop()  # only in the process that started them, not in a gunicorn worker

@@ -197,15 +197,16 @@ class ProdServer:
 
 
 def _read_until_eof(fd: int, deadline: float) -> tuple[str, bool]:
-    """What the child wrote before closing its end, and whether time ran out."""
+    """What the child wrote up to an empty line or closing its end, and
+    whether time ran out."""
     end = time.monotonic() + deadline
     data = b""
     while (remaining := end - time.monotonic()) > 0:
         if select.select([fd], [], [], remaining)[0]:
             chunk = os.read(fd, 4096)
-            if not chunk:
-                return data.decode(errors="replace"), False
             data += chunk
+            if not chunk or data.endswith(b"\n\n"):
+                return data.decode(errors="replace").strip(), False
     return data.decode(errors="replace"), True
 
 
@@ -242,7 +243,9 @@ def _child(
         _watch_lifeline(lifeline_fd)
 
         def announced(urls: list[str]) -> None:
-            os.write(urls_fd, "\n".join(urls).encode() + b"\n")
+            # An empty line ends the list: waitress's workers, forked before
+            # the announcement, hold this pipe open too.
+            os.write(urls_fd, "\n".join(urls).encode() + b"\n\n")
             os.close(urls_fd)  # before gunicorn forks: its workers must not hold it
 
         from .cli import _serve

@@ -34,11 +34,16 @@ def flask_serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Star
     servers: list[LiveServer] = []
 
     def start(
-        args: list[str], env: dict[str, str] | None = None, wait: bool = True, **launch: Any
+        args: list[str],
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        cwd: Path | None = None,
+        **launch: Any,
     ) -> LiveServer:
         # launch: LiveServer's launcher and pass_fds
         server = LiveServer(args, tmp_path / f"server-{len(servers)}.log", env, **launch)
         servers.append(server)
+        server.cwd = cwd or server.cwd  # a project folder other than the repository
         return server.start(wait=wait)
 
     yield start

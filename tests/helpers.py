@@ -22,6 +22,7 @@ __all__ = [
     "ROOT",
     "SPOOFED",
     "LiveServer",
+    "children",
     "http_request",
     "needs_gunicorn",
     "needs_nginx",
@@ -60,6 +61,15 @@ def serve_args(backend: str, *extra: str) -> list[str]:
     """``flask`` arguments that serve the echo app with ``backend`` on a free port."""
     mode = ["--dev", "--no-reload"] if backend == "werkzeug" else ["--prod", "--server", backend]
     return [*ECHO, "serve", *mode, "--port", "0", *extra]
+
+
+def children(server: LiveServer) -> set[int]:
+    """The process IDs of the server's child processes (its workers)."""
+    assert server.proc is not None
+    found = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, timeout=10
+    )
+    return {int(pid) for pid in found.stdout.split()}
 
 
 def run_flask(

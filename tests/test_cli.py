@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import sys
@@ -195,13 +196,6 @@ def test_bad_command_line_exits_2(args: list[str], env: dict[str, str], message:
             "DEBUG=True) or serve with --dev (got 'prod').",
             id="env-mode-prod-with-debug",
         ),
-        pytest.param(
-            {},
-            ["--server", "waitress", "--workers", "3"],
-            {},
-            "Error: --workers: waitress runs one process; raise threads instead, or use gunicorn.",
-            id="waitress-with-workers",
-        ),
     ],
 )
 def test_bad_settings_exit_1_with_one_line(
@@ -249,9 +243,12 @@ def test_serve_prints_a_banner_and_hands_off(fake_backend: FakeBackend) -> None:
     assert lines[0] == " * Serving Flask app 'demo' in production mode (auto: debug is off)"
     assert lines[1].startswith(" * Server: waitress 3.")
     assert lines[1].endswith("(set by ProdServe(server=...))")
-    assert lines[2] == " * Threads: 32 (one process)"
-    assert lines[3].startswith(" * Running on http://127.0.0.1:")
-    assert lines[3].endswith("/shop/")
+    assert lines[2] == " * Workers: 1 process x 32 threads"
+    assert lines[3] == (
+        f" * Generation 1: kill -HUP {os.getpid()} loads new code, one worker at a time"
+    )
+    assert lines[4].startswith(" * Running on http://127.0.0.1:")
+    assert lines[4].endswith("/shop/")
     assert lines[-2:] == [" * Press CTRL+C to stop", " * Stopped."]
 
 

@@ -205,10 +205,10 @@ def test_auto_choices(cli: dict[str, Any], facts: Facts, mode: str, server: str,
             id="bad-web-concurrency",
         ),
         pytest.param(
-            {"cli": {"server": "waitress", "workers": 4}},
+            {"cli": {"server": "waitress", "workers": 4}, "facts": Facts(False, "win32", 2, False)},
             "--workers",
-            "waitress runs one process",
-            id="waitress-workers",
+            "waitress runs one process on Windows",
+            id="waitress-workers-on-windows",
         ),
         pytest.param(
             {"cli": {"mode": "prod"}, "facts": Facts(True, "linux", 2, True)},
@@ -347,10 +347,16 @@ def test_server_options_from_env_json() -> None:
     assert result.server_options == {"keepalive": 10}
 
 
-def test_max_requests_needs_gunicorn() -> None:
+def test_max_requests_needs_fork() -> None:
+    windows = Facts(debug=False, platform="win32", cpus=2, gunicorn_importable=False)
     with pytest.raises(ConfigError, match="cannot recycle it"):
-        run(cli={"server": "waitress", "max_requests": 10})
-    assert run(cli={"max_requests": 10}).max_requests == 10
+        run(cli={"server": "waitress", "max_requests": 10}, facts=windows)
+    # One process reloads inside itself (flask_prodserve.swapping).
+    alone = run(cli={"server": "waitress", "reload_file": "deploy/reload"}, facts=windows)
+    assert alone.reload_file == "deploy/reload"
+    for server in ("waitress", "gunicorn"):
+        assert run(cli={"server": server, "max_requests": 10}).max_requests == 10
+    assert run(cli={"server": "waitress", "workers": 3}).workers == 3
 
 
 def test_production_only_settings_do_not_stop_dev_mode() -> None:

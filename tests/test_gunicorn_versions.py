@@ -76,3 +76,17 @@ def test_an_untested_gunicorn_serves_with_its_own_worker_and_says_so(
         ROOT, *ECHO, "serve", "--prod", "--server", "gunicorn", "--check", env={"PYTHONPATH": path}
     )
     assert "PS701 warning: gunicorn 99.0 is outside the versions" in report.stdout, report
+
+
+@pytest.mark.parametrize(
+    ("release", "supported"),
+    [("23.0.0", True), ("27.0.1", True), ("22.0.0", False), ("28.0.0", False)],
+)
+def test_reloads_only_on_tested_releases(
+    monkeypatch: pytest.MonkeyPatch, release: str, supported: bool
+) -> None:
+    monkeypatch.setattr(gunicorn_names, "installed", lambda: release)
+    why = gunicorn_names.reload_unsupported()
+    assert (why is None) == supported
+    if why is not None:
+        assert f"gunicorn {release} is outside that range: restart the server instead" in why

@@ -152,8 +152,9 @@ _LOG_TIME = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
     ],
 )
 def test_combined_line(environ: dict[str, str], status: str, expected: str) -> None:
-    line = combined_line(environ, status, 7, time.perf_counter() - 0.25)
-    head, time_taken = line.rsplit(" ", 1)
+    line = combined_line(environ, status, 7, time.perf_counter() - 0.25, 3)
+    head, time_taken, generation = line.rsplit(" ", 2)
+    assert generation == "3"
     pattern = re.escape(expected.rstrip()).replace(re.escape("{time}"), _LOG_TIME)
     assert re.fullmatch(pattern, head), line
     assert 0.25 <= float(time_taken) < 5 and len(time_taken.split(".")[1]) == 6

@@ -226,7 +226,7 @@ def test_marker_options_and_a_failing_test_show_the_server_log(
             "*test_fails[[]waitress[]]*",
             "*AssertionError: the view was wrong*",
             "*prod_server log: waitress*",
-            " [*] Threads: 2 (one process)",
+            " [*] Workers: 1 process x 2 threads",
             " [*] Running on http://127.0.0.1:*/other/",
         ]
     )

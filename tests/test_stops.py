@@ -125,9 +125,6 @@ def test_stops_are_prompt_and_clean(
     backend: str, sig: int, target: str, tty: bool, tmp_path: Path
 ) -> None:
     args = serve_args(backend, "--workers", "2", "--graceful-timeout", str(GRACE))
-    if backend == "waitress":
-        args.remove("--workers")
-        args.remove("2")
     for round_ in range(ROUNDS):
         log = tmp_path / f"server-{round_}.log"
         server = (TerminalServer if tty else LiveServer)(args, log)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import select
 import socket
@@ -30,16 +31,27 @@ from gunicorn.config import Config
 
 from flask_prodserve.backends import Events, gunicorn
 from flask_prodserve.backends.gunicorn_names import networks_allowed
+from flask_prodserve.backends.gunicorn_reload import Reloader, Reports
 from flask_prodserve.backends.headgate import PASS, head_verdict
 from flask_prodserve.config import Facts, ServeConfig, resolve
 from flask_prodserve.errors import ConfigError
 from flask_prodserve.lifecycle import Lifecycle
+from flask_prodserve.reloading import OBJECT, AppLoader, Loaded
 
 from .helpers import LiveServer, serve_args
 from .rawhttp import RawClient, request
 
 HOST = "Host: test"
 EVENTS = Events(started=lambda: None, stopping=lambda name, graceful: None)
+
+
+def _settings(config: ServeConfig) -> dict[str, Any]:
+    """The gunicorn settings for ``config``, serving fd 3, with no reloads."""
+    lifecycle = Lifecycle(Flask(__name__))
+    first = Loaded(1, lifecycle.app, lifecycle.app, lifecycle)
+    loader = AppLoader(OBJECT, config)
+    reloader = Reloader(loader, first, config, EVENTS, Reports(-1))
+    return gunicorn.settings(config, 3, reloader, -1, EVENTS)
 
 
 def gunicorn_args(*extra: str) -> list[str]:
@@ -529,7 +541,7 @@ def test_proxy_trust_maps_to_gunicorn(
     if "/" in proxy and not networks_allowed():
         # gunicorn < 24.1 takes no networks: ForwardedHeaders alone applies the scheme.
         allow, schemes = ["*"], {}
-    options = gunicorn.settings(config(proxy=proxy), 3, Lifecycle(Flask(__name__)), -1, EVENTS)
+    options = _settings(config(proxy=proxy))
     cfg = Config()
     for name in ("forwarded_allow_ips", "secure_scheme_headers", "forwarder_headers"):
         cfg.set(name, options[name])
@@ -540,13 +552,7 @@ def test_proxy_trust_maps_to_gunicorn(
 
 def test_no_proxy_with_cleartext_http2_trusts_no_peer() -> None:
     # gunicorn allows h2c only from forwarded_allow_ips: "*" would open it to everyone.
-    options = gunicorn.settings(
-        config(server_options={"http2_cleartext": "upgrade"}),
-        3,
-        Lifecycle(Flask(__name__)),
-        -1,
-        EVENTS,
-    )
+    options = _settings(config(server_options={"http2_cleartext": "upgrade"}))
     assert options["forwarded_allow_ips"] == ""
 
 
@@ -580,7 +586,7 @@ def test_limits_map_to_gunicorn() -> None:
         "max_header_count": 30,
         "max_header_size": "8K",
     }
-    options = gunicorn.settings(config(**cli), 3, Lifecycle(Flask(__name__)), -1, EVENTS)
+    options = _settings(config(**cli))
     assert options["keepalive"] == 7
     assert options["limit_request_line"] == 1000
     assert options["limit_request_fields"] == 30
@@ -622,3 +628,24 @@ def test_head_verdict_resumes_where_it_stopped() -> None:
     assert head_verdict(head, 0, 512, 256) is None
     head += b"\n"
     assert head_verdict(head, len(head) - 1, 512, 256) == PASS
+
+
+def test_preload_app_is_refused_as_it_would_keep_the_first_generation() -> None:
+    with pytest.raises(ConfigError, match="'preload_app' is set by flask-prodserve"):
+        gunicorn.check_options(config(server_options={"preload_app": True}))
+
+
+def test_reports_sort_reload_progress_from_what_is_kept_for_the_end() -> None:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    reports = Reports(read_fd)
+    try:
+        os.write(write_fd, b"boot 12 2\nhook worker_init hook 'x' failed\nready 12 2\nunrea")
+        assert reports.read(0) == ["boot 12 2", "ready 12 2"]
+        os.write(write_fd, b"dy 13 2 a reason\ncut\n")  # a line completed across reads
+        assert reports.read(1) == ["unready 13 2 a reason"]
+        os.write(write_fd, b"cut")
+        assert reports.rest() == ["hook worker_init hook 'x' failed", "cut", "cut"]
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..config import ServeConfig
     from ..lifecycle import Lifecycle
+    from ..reloading import AppLoader
 
 MODULES = {
     "werkzeug": "flask_prodserve.backends.dev",
@@ -45,6 +46,10 @@ class Events:
     #: A stop signal arrived (its name, ``"SIGTERM"``); ``graceful`` is False
     #: when requests in flight are cut (a second Ctrl+C).
     stopping: Callable[[str, bool], None]
+    #: A line about a reload: a generation ready, or why the reload changed nothing.
+    reload_note: Callable[[str], None] = lambda line: None
+    #: Imports the app afresh for a reload (None: no reloads).
+    loader: AppLoader | None = None
 
 
 class Backend(Protocol):

@@ -11,7 +11,9 @@ class, settings, server hooks and a worker class. The workers are ours
 (:mod:`.gunicorn_names`), gunicorn's own ``gthread`` otherwise.
 
 What the workers have to tell the master (a hook that failed, requests cut
-at a stop) comes back through a pipe, read once the master has stopped.
+at a stop, a new worker ready during a reload) comes back through a pipe
+(:class:`.gunicorn_reload.Reports`). SIGHUP and the ``reload_file`` trigger
+deploy new code one worker at a time (:mod:`.gunicorn_reload`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -29,10 +30,11 @@ from gunicorn.errors import HaltServer
 
 from .. import metrics
 from ..errors import ServeError
-from ..lifecycle import HookFailed
 from ..proxy import ProxyTrust
+from ..reloading import OBJECT, AppLoader, Loaded
 from . import GRACE_EXPIRED, Events, check_server_options
 from .gunicorn_names import networks_allowed, worker_fallback
+from .gunicorn_reload import Reloader, Reports, worker_ready
 from .headgate import GateLimits
 
 if TYPE_CHECKING:
@@ -63,10 +65,13 @@ _OURS = {
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
+    "pre_fork": "@prodserve.worker_init",
+    # The app is loaded before the fork already; gunicorn would also keep the
+    # first generation's app for every worker forked after a reload.
+    "preload_app": "the default (the app is loaded before the workers fork already)",
 }
 # Hooks the metrics need, reserved while metrics_path is set.
 _METRICS_HOOKS = {
-    "pre_fork": "--metrics-path",
     "child_exit": "--metrics-path",
     "on_reload": "--metrics-path",
 }
@@ -75,9 +80,10 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def settings(
-    config: ServeConfig, fd: int, lifecycle: Lifecycle, report_fd: int, events: Events
+    config: ServeConfig, fd: int, reloader: Reloader, report_fd: int, events: Events
 ) -> dict[str, Any]:
     """The gunicorn settings for ``config``, serving the already-bound ``fd``."""
+    lifecycle = reloader.current.lifecycle  # on_start and on_stop: the first generation's
     options = {
         "bind": [f"fd://{fd}"],
         "workers": config.workers,
@@ -100,14 +106,14 @@ def settings(
         **_proxy_settings(config.proxy, h2c="http2_cleartext" in config.server_options),
         "proc_name": "flask-prodserve",
         "post_fork": _stop_early,
-        "when_ready": lambda arbiter: _when_ready(lifecycle, events),
-        "post_worker_init": lambda worker: _worker_init(lifecycle, report_fd),
-        "on_exit": lambda arbiter: lifecycle.run("on_stop"),
+        "when_ready": lambda arbiter: _when_ready(lifecycle, events, reloader),
+        "pre_fork": lambda arbiter, worker: _pre_fork(config, reloader),
+        "post_worker_init": lambda worker: worker_ready(reloader, report_fd, worker),
+        "on_exit": lambda arbiter: _on_exit(lifecycle, reloader),
     }
     if config.metrics_path:
         # In the master: count restarts and reloads, and take an exited
         # worker's in-flight and "alive" figures out of the sums.
-        options["pre_fork"] = lambda arbiter, worker: metrics.forking(config.workers)
         options["child_exit"] = lambda arbiter, worker: metrics.process_exited(worker.pid)
         options["on_reload"] = lambda arbiter: metrics.reloaded()
     if "control_socket_disable" in _KNOWN:
@@ -183,16 +189,17 @@ def _stop_early(arbiter: Any, worker: Any) -> None:
         worker.alive = False
 
 
-def _worker_init(lifecycle: Lifecycle, report_fd: int) -> None:
-    try:
-        lifecycle.run("worker_init")
-    except HookFailed as exc:
-        os.write(report_fd, f"hook {exc}\n".encode())
-        sys.exit(Arbiter.WORKER_BOOT_ERROR)  # gunicorn stops: "Worker failed to boot."
-    metrics.worker_started()
+def _pre_fork(config: ServeConfig, reloader: Reloader) -> None:
+    reloader.pre_fork()  # not while new code is being imported
+    metrics.forking(config.workers)
 
 
-def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
+def _on_exit(lifecycle: Lifecycle, reloader: Reloader) -> None:
+    reloader.stop()
+    lifecycle.run("on_stop")
+
+
+def _when_ready(lifecycle: Lifecycle, events: Events, reloader: Reloader) -> None:
     """In the master, once it listens with its signal handlers in place, and
     before any worker starts: announce stops, run on_start, then say it runs
     (a stop signal from someone who read "Running on" is always handled)."""
@@ -217,21 +224,23 @@ def _when_ready(lifecycle: Lifecycle, events: Events) -> None:
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, announce(signal.getsignal(sig)))
+    reloader.start()
     lifecycle.run("on_start")
     events.started()
 
 
 class EmbeddedApplication(BaseApplication):
-    """A gunicorn application whose settings and WSGI app are given, not read."""
+    """A gunicorn application whose settings are given, not read, and whose
+    WSGI app is the generation the master forks its workers with."""
 
     def __init__(
         self,
-        wsgi_app: WSGIApplication,
+        reloader: Reloader,
         options: dict[str, Any],
         gate_limits: GateLimits,
         report_fd: int,
     ) -> None:
-        self.wsgi_app = wsgi_app
+        self.reloader = reloader
         self.options = options
         self.gate_limits = gate_limits  # read by our workers
         self.report_fd = report_fd
@@ -241,8 +250,8 @@ class EmbeddedApplication(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Any:  # the stubs spell the WSGI type differently
-        return self.wsgi_app
+    def load(self) -> Any:  # in each worker, after the fork (preload_app is refused)
+        return self.reloader.current.wsgi_app
 
 
 def run(
@@ -253,16 +262,20 @@ def run(
     events: Events,
 ) -> int:
     master = os.getpid()
-    reports, report_fd = os.pipe()
-    os.set_blocking(reports, False)
+    read_fd, report_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    reports = Reports(read_fd)
     limits = GateLimits(
         config.header_timeout, config.max_header_size, config.timeout, config.max_body_size
     )
+    first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
+    loader = events.loader or AppLoader(OBJECT, config)
+    reloader = Reloader(loader, first, config, events, reports)
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
-        options = settings(config, sock.detach(), lifecycle, report_fd, events)
-        application = EmbeddedApplication(wsgi_app, options, limits, report_fd)
+        options = settings(config, sock.detach(), reloader, report_fd, events)
+        application = EmbeddedApplication(reloader, options, limits, report_fd)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:
@@ -274,17 +287,9 @@ def run(
         status = exc.code if isinstance(exc.code, int) else 1
     except HaltServer as exc:  # a second worker failed to boot while the first one's halt ran
         status = exc.exit_status
-    return _outcome(status, _read_all(reports))
-
-
-def _read_all(fd: int) -> list[str]:
-    data = b""
-    try:
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    except BlockingIOError:
-        pass
-    return data.decode(errors="replace").splitlines()
+    finally:
+        reloader.stop()
+    return _outcome(status, reports.rest())
 
 
 def _outcome(status: int, reports: list[str]) -> int:

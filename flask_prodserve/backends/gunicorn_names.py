@@ -25,6 +25,13 @@ names it relies on, unchanged in every release from 23.0 to 27.0:
   let out of ``run()`` when several workers fail to boot at once;
 - ``Arbiter.WORKER_BOOT_ERROR`` and ``Arbiter.APP_LOAD_ERROR``, its exit statuses.
 
+Reloads (:mod:`.gunicorn_reload`) use the documented signals SIGTTIN and
+SIGTTOU (one worker more, one fewer), and rely on one thing the docs do not
+say: SIGTTOU stops the *oldest* worker (the arbiter's ``manage_workers``
+sorts by age), in every release from 23.0 to 27.0. Outside :data:`TESTED`
+a reload changes nothing and says why (:func:`reload_unsupported`): a
+release that stopped another worker would leave old code serving.
+
 Outside :data:`TESTED`, ``flask serve`` runs gunicorn's own ``gthread``
 worker instead (see :func:`worker_fallback`): it serves, without the
 protections of ours, and the start-up check ``PS701`` says so.
@@ -90,3 +97,14 @@ def worker_fallback(server_options: Mapping[str, Any]) -> str | None:
     if server_options.get("proxy_protocol") not in (None, False, True, "off", "v1"):
         return "PROXY protocol v2 is served by gunicorn's own worker"
     return None
+
+
+def reload_unsupported() -> str | None:
+    """Why a reload cannot be done with the installed gunicorn, or None."""
+    release = installed()
+    if release is None or is_tested(release):
+        return None
+    return (
+        f"reloads rely on how gunicorn {tested_range()} stops a worker on SIGTTOU, and "
+        f"gunicorn {release} is outside that range: restart the server instead"
+    )

@@ -7,14 +7,21 @@ queued, stops listening (new connections are refused), lets every request in
 flight finish within ``graceful_timeout``, then stops. A second signal stops
 at once. The loop also applies the header deadline and keep-alive limit of
 :mod:`.waitress_http`, whose stricter parser the server uses.
+
+On POSIX every waitress process is a worker of :mod:`.waitress_supervisor`,
+which replaces crashed, hung and recycled workers and reloads on SIGHUP;
+where there is no ``fork`` (Windows) one process serves alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from waitress import wasyncore
@@ -24,6 +31,8 @@ from waitress.server import create_server
 from waitress.utilities import queue_logger
 
 from .. import metrics
+from ..reloading import Loaded
+from ..swapping import serving_alone
 from . import GRACE_EXPIRED, Events, check_server_options
 from .waitress_http import channel_class, check_deadlines
 
@@ -105,19 +114,52 @@ def check_options(config: ServeConfig) -> None:
 
 
 class _StopRequest:
-    """Signal handler: the first signal asks for a graceful stop, a second is Ctrl+C."""
+    """Signal handler: the first signal asks for a graceful stop; a second is
+    Ctrl+C (``escalate``) or, in a supervised worker, the same request again."""
 
-    def __init__(self, server: Any, events: Events) -> None:
+    def __init__(self, server: Any, events: Events, escalate: bool = True) -> None:
         self.server = server
         self.events = events
+        self.escalate = escalate
         self.requested = False
 
     def __call__(self, signum: int, frame: object) -> None:
         self.events.stopping(signal.Signals(signum).name, not self.requested)
-        if self.requested:
+        if self.requested and self.escalate:
             raise KeyboardInterrupt
         self.requested = True
         self.server.pull_trigger()  # wake the loop now rather than at its next timeout
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _nothing() -> None:
+    pass
+
+
+def _not_stopping(signame: str, graceful: bool) -> None:
+    pass
+
+
+@dataclass
+class Role:
+    """What a serving process does around waitress's loop: serve alone, or
+    as one worker of a supervisor (``supervised``)."""
+
+    #: With the waitress server, once the signal handlers are in place,
+    #: before the loop; may raise.
+    begin: Callable[[Any], None]
+    #: Once the server has closed.
+    end: Callable[[], None] = _nothing
+    #: Every loop iteration (at most ``_TICK`` apart); True asks for a
+    #: graceful stop (a worker whose supervisor is gone).
+    tick: Callable[[], bool] = lambda: False
+    #: A worker leaves stopping to its supervisor: a second SIGTERM does not
+    #: cut requests (SIGQUIT does), and Ctrl+C goes to the parent only.
+    supervised: bool = False
+    events: Events = field(default_factory=lambda: Events(_nothing, _not_stopping))
 
 
 def run(
@@ -127,18 +169,48 @@ def run(
     lifecycle: Lifecycle,
     events: Events,
 ) -> int:
-    server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
-    server.channel_class = channel_class(config)  # before the loop accepts anyone
-    queue_logger.addFilter(_EVERY_10_SECONDS)
-    stop = _StopRequest(server, events)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    _watch_threads(server.task_dispatcher)
-    try:
+    if hasattr(os, "fork"):
+        from .waitress_supervisor import supervise
+
+        return supervise(wsgi_app, sock, config, lifecycle, events)
+
+    # One process: a reload (reload_file) swaps the app in it (see swapping).
+    first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
+    app, watcher = serving_alone(first, events.loader, config, events.reload_note)
+
+    def begin(server: Any) -> None:
         lifecycle.run("on_start")
         lifecycle.run("worker_init")
         metrics.worker_started()
+        if watcher is not None:
+            watcher.start()
         events.started()  # with the signal handlers in place: a stop is always handled
+
+    def end() -> None:
+        if watcher is not None:
+            watcher.stop()
+        lifecycle.run("on_stop")
+
+    alone = Role(begin, end, events=events)
+    return serve(app, sock, config, alone)
+
+
+def serve(wsgi_app: WSGIApplication, sock: socket.socket, config: ServeConfig, role: Role) -> int:
+    """Serve on ``sock`` until a stop signal; 0, or GRACE_EXPIRED if requests were cut."""
+    server: Any = create_server(wsgi_app, sockets=[sock], **adjustments(config))
+    server.channel_class = channel_class(config)  # before the loop accepts anyone
+    queue_logger.addFilter(_EVERY_10_SECONDS)
+    stop = _StopRequest(server, role.events, escalate=not role.supervised)
+    signal.signal(signal.SIGTERM, stop)
+    if role.supervised:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, _stop_now)
+    else:
+        signal.signal(signal.SIGINT, stop)
+    if config.workers == 1:  # the figures describe this process only
+        _watch_threads(server.task_dispatcher)
+    try:
+        role.begin(server)
     except BaseException:
         wasyncore.close_all(server._map)
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
@@ -148,13 +220,15 @@ def run(
         while not stop.requested:
             wasyncore.loop(timeout=_TICK, map=server._map, use_poll=True, count=1)
             deadlines.check()
+            if role.tick():
+                stop.requested = True
         finished = _drain(server, config.graceful_timeout, deadlines)
     except KeyboardInterrupt:
         finished = False
     finally:
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         wasyncore.close_all(server._map)
-        lifecycle.run("on_stop")
+        role.end()
     return 0 if finished else GRACE_EXPIRED
 
 
@@ -219,7 +293,8 @@ def _drain(server: Any, grace: float, deadlines: _Deadlines) -> bool:
     deadline = time.monotonic() + grace
     while True:
         channels = [c for c in list(server._map.values()) if isinstance(c, HTTPChannel)]
-        busy = [c for c in channels if _busy(c)]
+        now = time.time()  # waitress's clock
+        busy = [c for c in channels if _busy(c, now)]
         for channel in channels:
             if channel not in busy:
                 channel.handle_close()  # idle keep-alive connection
@@ -231,9 +306,18 @@ def _drain(server: Any, grace: float, deadlines: _Deadlines) -> bool:
         deadlines.check()  # a client still sending its headers gets no extra time
 
 
-def _busy(channel: Any) -> bool:
-    """A request is being received, run or sent on this connection."""
+#: Seconds a new connection has to send its first request while the server
+#: drains: its client connected to send one (the supervisor drains workers
+#: under a steady stream of new connections).
+_FIRST_REQUEST = 1.0
+
+
+def _busy(channel: Any, now: float) -> bool:
+    """A request is being received, run or sent on this connection, or is
+    about to arrive on a new one."""
     if channel.requests or channel.request is not None or channel.total_outbufs_len:
+        return True
+    if not getattr(channel, "served_at", True) and now - channel.last_activity < _FIRST_REQUEST:
         return True
     try:  # bytes waiting unread: a request that has arrived but is not parsed yet
         return bool(channel.socket.recv(1, socket.MSG_PEEK))
