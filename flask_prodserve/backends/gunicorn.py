@@ -32,6 +32,7 @@ from ..errors import ServeError
 from ..lifecycle import HookFailed
 from ..proxy import ProxyTrust
 from . import GRACE_EXPIRED, Events, check_server_options
+from .balance import Board
 from .gunicorn_names import networks_allowed, worker_fallback
 from .headgate import GateLimits
 
@@ -63,11 +64,12 @@ _OURS = {
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
+    # The master keeps the workers' connection balance (.balance) with these.
+    "pre_fork": "a @prodserve.worker_init hook",
+    "child_exit": "a @prodserve.on_stop hook",
 }
 # Hooks the metrics need, reserved while metrics_path is set.
 _METRICS_HOOKS = {
-    "pre_fork": "--metrics-path",
-    "child_exit": "--metrics-path",
     "on_reload": "--metrics-path",
 }
 _KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
@@ -75,7 +77,12 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def settings(
-    config: ServeConfig, fd: int, lifecycle: Lifecycle, report_fd: int, events: Events
+    config: ServeConfig,
+    fd: int,
+    lifecycle: Lifecycle,
+    report_fd: int,
+    events: Events,
+    board: Board | None = None,
 ) -> dict[str, Any]:
     """The gunicorn settings for ``config``, serving the already-bound ``fd``."""
     options = {
@@ -103,18 +110,33 @@ def settings(
         "when_ready": lambda arbiter: _when_ready(lifecycle, events),
         "post_worker_init": lambda worker: _worker_init(lifecycle, report_fd),
         "on_exit": lambda arbiter: lifecycle.run("on_stop"),
+        "pre_fork": lambda arbiter, worker: _pre_fork(config, board, worker),
+        "child_exit": lambda arbiter, worker: _child_exit(config, board, worker),
     }
     if config.metrics_path:
-        # In the master: count restarts and reloads, and take an exited
-        # worker's in-flight and "alive" figures out of the sums.
-        options["pre_fork"] = lambda arbiter, worker: metrics.forking(config.workers)
-        options["child_exit"] = lambda arbiter, worker: metrics.process_exited(worker.pid)
         options["on_reload"] = lambda arbiter: metrics.reloaded()
     if "control_socket_disable" in _KNOWN:
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
         options["control_socket_disable"] = True
     return {**options, **config.server_options}
+
+
+def _pre_fork(config: ServeConfig, board: Board | None, worker: Any) -> None:
+    """In the master, before it forks ``worker``."""
+    worker.board_slot = board.reserve() if board is not None else None
+    if config.metrics_path:
+        metrics.forking(config.workers)  # counts restarts
+
+
+def _child_exit(config: ServeConfig, board: Board | None, worker: Any) -> None:
+    """In the master, once ``worker`` has exited (even by SIGKILL)."""
+    slot = getattr(worker, "board_slot", None)
+    if board is not None and slot is not None:
+        board.release(slot)
+    if config.metrics_path:
+        # Take its in-flight and "alive" figures out of the sums.
+        metrics.process_exited(worker.pid)
 
 
 def _worker_class(config: ServeConfig) -> Any:
@@ -230,11 +252,14 @@ class EmbeddedApplication(BaseApplication):
         options: dict[str, Any],
         gate_limits: GateLimits,
         report_fd: int,
+        board: Board | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
         self.options = options
-        self.gate_limits = gate_limits  # read by our workers
+        # Read by our workers:
+        self.gate_limits = gate_limits
         self.report_fd = report_fd
+        self.board = board
         super().__init__()
 
     def load_config(self) -> None:
@@ -258,11 +283,13 @@ def run(
     limits = GateLimits(
         config.header_timeout, config.max_header_size, config.timeout, config.max_body_size
     )
+    # Room for the workers gunicorn's TTIN signal may add.
+    board = Board(max(64, 4 * config.workers), starting=config.workers)
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
-        options = settings(config, sock.detach(), lifecycle, report_fd, events)
-        application = EmbeddedApplication(wsgi_app, options, limits, report_fd)
+        options = settings(config, sock.detach(), lifecycle, report_fd, events, board)
+        application = EmbeddedApplication(wsgi_app, options, limits, report_fd, board)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:
