@@ -118,6 +118,8 @@ def describe(m: WrkResult) -> str:
     )
     if m.cpu_server is not None and m.cpu_wrk is not None and m.cpu_other is not None:
         text += f"  cpu: server {m.cpu_server:4.0%} wrk {m.cpu_wrk:4.0%} other {m.cpu_other:4.0%}"
+    if m.switches_per_request is not None:
+        text += f"  switches/req {m.switches_per_request:.1f}"
     if m.conns_per_process:
         text += "  conns " + "/".join(map(str, m.conns_per_process))
     if m.errors:
