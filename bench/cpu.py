@@ -76,6 +76,32 @@ def group_switches(pgid: int) -> int:
     return total
 
 
+def _spin(seconds: float) -> int:
+    """Pure-Python work for ``seconds``: how many loops it did."""
+    end = time.perf_counter() + seconds
+    loops = 0
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            pass
+        loops += 1
+    return loops
+
+
+def parallel_scaling(seconds: float = 0.5) -> float | None:
+    """How much faster two processes compute than one, on this machine now.
+
+    2.0 means two independent CPUs; two vCPUs that are SMT siblings on the host
+    (or a host that is busy) give much less, and the lead of flask serve's
+    several processes over waitress's one shrinks with it (docs/servers.rst).
+    """
+    import multiprocessing
+
+    one = _spin(seconds)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        two = sum(pool.map(_spin, [seconds, seconds]))
+    return round(two / one, 2) if one else None
+
+
 def cpu_busy(seconds: float = 1.0) -> float | None:
     """Share of the machine's CPU that was busy over the next ``seconds``."""
     before = machine_ticks()

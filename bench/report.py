@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.contenders import ENDPOINTS
+from bench.cpu import parallel_scaling
 from bench.measure import (
     SLEEP_REQUESTS,
     ContenderResult,
@@ -63,6 +64,7 @@ def machine_info(wrk: str) -> dict[str, Any]:
         "cpu_model": cpu_model,
         "platform": platform.platform(),
         "loadavg": list(os.getloadavg()),
+        "parallel_scaling": parallel_scaling(),
         "wrk": wrk_version.split(" Copyright")[0].strip(),
     }
 

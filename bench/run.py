@@ -219,7 +219,8 @@ def print_setup(
 ) -> None:
     print(
         f"machine: nproc={machine['nproc']}  cpu: {machine['cpu_model']}  "
-        f"load: {' '.join(f'{x:.2f}' for x in machine['loadavg'])}"
+        f"load: {' '.join(f'{x:.2f}' for x in machine['loadavg'])}  "
+        f"2 processes compute {machine['parallel_scaling']}x one"
     )
     print(
         "versions: " + "  ".join(f"{k} {v}" for k, v in versions.items()) + f"  | {machine['wrk']}"
