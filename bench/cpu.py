@@ -63,6 +63,45 @@ def group_ticks(pgid: int) -> int:
     return total
 
 
+def group_switches(pgid: int) -> int:
+    """Context switches so far of every thread of a process group's live
+    processes (voluntary: waits, the GIL's among them; involuntary: preempted)."""
+    total = 0
+    for pid in group_pids(pgid):
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in status.read_text().splitlines():
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[1])
+    return total
+
+
+def _spin(seconds: float) -> int:
+    """Pure-Python work for ``seconds``: how many loops it did."""
+    end = time.perf_counter() + seconds
+    loops = 0
+    while time.perf_counter() < end:
+        for _ in range(1000):
+            pass
+        loops += 1
+    return loops
+
+
+def parallel_scaling(seconds: float = 0.5) -> float | None:
+    """How much faster two processes compute than one, on this machine now.
+
+    2.0 means two independent CPUs; two vCPUs that are SMT siblings on the host
+    (or a host that is busy) give much less, and the lead of flask serve's
+    several processes over waitress's one shrinks with it (docs/servers.rst).
+    """
+    import multiprocessing
+
+    one = _spin(seconds)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        two = sum(pool.map(_spin, [seconds, seconds]))
+    return round(two / one, 2) if one else None
+
+
 def cpu_busy(seconds: float = 1.0) -> float | None:
     """Share of the machine's CPU that was busy over the next ``seconds``."""
     before = machine_ticks()
@@ -91,14 +130,17 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self.machine0 = machine_ticks()
         self.group0 = group_ticks(self.pgid) if self.pgid else 0
+        self.switches0 = group_switches(self.pgid) if self.pgid else 0
         self.children0 = _children_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
         machine1 = machine_ticks()
         self.server = self.wrk = self.other = None
+        self.switches: int | None = None
         if self.machine0 is None or machine1 is None or self.pgid is None:
             return
+        self.switches = group_switches(self.pgid) - self.switches0
         busy = machine1[0] - self.machine0[0]
         total = machine1[1] - self.machine0[1]
         if total <= 0:

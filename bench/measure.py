@@ -58,6 +58,12 @@ class ContenderResult:
     #: turn (see :func:`measure_in_turn`): flask-serve-prefix, waitress and
     #: the best gunicorn candidates (see :func:`head_to_head`)
     paired: dict[str, list[float]] = field(default_factory=dict)
+    #: per path, flask-serve's p99 latency over this contender's, from the
+    #: same A B B A runs (both at saturation, ``wrk -c`` connections)
+    paired_p99: dict[str, list[float]] = field(default_factory=dict)
+    #: per path, open-loop runs at a fixed rate (see :mod:`bench.tail`):
+    #: flask-serve's p50 and p99 over this contender's, one pair per A B B A
+    open_loop: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def rps(self, path: str) -> float | None:
         result = self.paths.get(path)
@@ -112,6 +118,8 @@ def describe(m: WrkResult) -> str:
     )
     if m.cpu_server is not None and m.cpu_wrk is not None and m.cpu_other is not None:
         text += f"  cpu: server {m.cpu_server:4.0%} wrk {m.cpu_wrk:4.0%} other {m.cpu_other:4.0%}"
+    if m.switches_per_request is not None:
+        text += f"  switches/req {m.switches_per_request:.1f}"
     if m.conns_per_process:
         text += "  conns " + "/".join(map(str, m.conns_per_process))
     if m.errors:
@@ -221,6 +229,11 @@ def measure_in_turn(
                 if all(rps):
                     ratio = (rps[1] + rps[2]) / (rps[0] + rps[3])
                     b.paired.setdefault(logical, []).append(ratio)
+                p99 = [r.latency_p99_ms if r else None for r in runs]
+                if all(p99):
+                    # a is flask-serve in head-to-head runs: its p99 over b's.
+                    p99_ratio = (p99[0] + p99[3]) / (p99[1] + p99[2])  # type: ignore[operator]
+                    b.paired_p99.setdefault(logical, []).append(p99_ratio)
     except BenchError as exc:
         if to_table:
             a.error = b.error = str(exc)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.contenders import ENDPOINTS
+from bench.cpu import parallel_scaling
 from bench.measure import (
     SLEEP_REQUESTS,
     ContenderResult,
@@ -34,6 +35,10 @@ TARGET_VS_WAITRESS = 1.9  # flask-serve / waitress defaults >= this
 TARGET_PREFIX_COST = 0.03  # 1 - prefix / no-prefix <= this
 
 TARGET_SLEEP_WALL = 5.0  # 50 concurrent 1 s requests finish within this
+
+TARGET_P99_SATURATED = 1.5  # flask-serve p99 / best gunicorn's at saturation <= this
+
+TARGET_OPEN_LOOP = 1.2  # flask-serve p50 and p99 / gunicorn -w 2's at half its rate <= this
 
 
 def machine_info(wrk: str) -> dict[str, Any]:
@@ -59,6 +64,7 @@ def machine_info(wrk: str) -> dict[str, Any]:
         "cpu_model": cpu_model,
         "platform": platform.platform(),
         "loadavg": list(os.getloadavg()),
+        "parallel_scaling": parallel_scaling(),
         "wrk": wrk_version.split(" Copyright")[0].strip(),
     }
 
@@ -166,6 +172,32 @@ def compute_checks(results: Sequence[ContenderResult], sleep: SleepResult | None
         )
         label = f" (vs {name.removeprefix('gunicorn-')}, {est.how})" if name else ""
         checks.append(est.check(f"flask-serve / best gunicorn  {p:<6}{label}", TARGET_VS_GUNICORN))
+        # The same A B B A runs, their p99: the worst ratio over the finalists.
+        tails = [
+            (Estimate.of(o.paired_p99.get(p), None), n)
+            for n in gunicorn_finalists(results, p)
+            if (o := find(results, n)) is not None and o.paired_p99.get(p)
+        ]
+        if tails:
+            tail, tail_name = max(tails, key=lambda k: k[0].value or 0.0)
+            checks.append(
+                tail.at_most(
+                    f"p99 saturated / gunicorn    {p:<6} (vs {tail_name.removeprefix('gunicorn-')},"
+                    f" {tail.how})",
+                    TARGET_P99_SATURATED,
+                )
+            )
+    reference = find(results, "gunicorn-w2")
+    for p in paths:
+        pairs = reference.open_loop.get(p) if reference else None
+        for i, name in ((0, "p50"), (1, "p99")):
+            est = Estimate.of([pair[i] for pair in pairs] if pairs else None, None)
+            checks.append(
+                est.at_most(
+                    f"{name} open loop / gunicorn-w2 {p:<6} ({est.how}, half its rate)",
+                    TARGET_OPEN_LOOP,
+                )
+            )
     for p in paths:
         table = ratio(serve.rps(p) if serve else None, waitress.rps(p) if waitress else None)
         est = versus(waitress, p, table)

@@ -27,6 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import tail
 from bench.contenders import (
     CONCURRENCY_CHECK,
     CONTENDERS,
@@ -114,6 +115,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f"separated; '{CONCURRENCY_CHECK}' is the concurrency check)"
         ),
     )
+    parser.add_argument(
+        "--open-loop",
+        type=int,
+        default=None,
+        metavar="N",
+        help="then measure p50/p99 at half of gunicorn-w2's rate, open loop (bench/tail.py), "
+        "N x A B B A (default 4, --quick 2, 0: off)",
+    )
+    parser.add_argument(
+        "--open-loop-seconds", type=float, default=5, help="seconds per open-loop run"
+    )
     parser.add_argument("--list", action="store_true", help="list names and exit")
     parser.add_argument(
         "--python",
@@ -132,6 +144,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.duration = 3 if args.quick else 10
     if args.head_to_head is None:
         args.head_to_head = 2 if args.quick else 8
+    if args.open_loop is None:
+        args.open_loop = 2 if args.quick else 4
     for name in ("duration", "turn", "connections", "threads", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -164,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     measure_table(results, plan, args.rounds)
     if args.head_to_head:
         head_to_head(results, plan, args.head_to_head)
+    if args.open_loop:
+        tail.measure(results, plan, args.open_loop, args.open_loop_seconds)
     sleep = concurrency_check(plan) if do_sleep else None
 
     print_table(results)
@@ -203,7 +219,8 @@ def print_setup(
 ) -> None:
     print(
         f"machine: nproc={machine['nproc']}  cpu: {machine['cpu_model']}  "
-        f"load: {' '.join(f'{x:.2f}' for x in machine['loadavg'])}"
+        f"load: {' '.join(f'{x:.2f}' for x in machine['loadavg'])}  "
+        f"2 processes compute {machine['parallel_scaling']}x one"
     )
     print(
         "versions: " + "  ".join(f"{k} {v}" for k, v in versions.items()) + f"  | {machine['wrk']}"

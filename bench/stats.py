@@ -60,6 +60,18 @@ class Estimate:
             return "PASS"
         return "FAIL" if self.high < target else "UNCLEAR"
 
+    def at_most(self, label: str, target: float) -> Check:
+        """A check that this ratio is <= ``target`` (latency: lower is better)."""
+        if self.value is None:
+            return Check(label, None, "n/a", f"<= {target}", "SKIP")
+        shown = f"{self.value:.3f}"
+        if self.low is None or self.high is None:
+            verdict = "PASS" if self.value <= target else "FAIL"
+        else:
+            shown += f" [{self.low:.3f}, {self.high:.3f}]"
+            verdict = "PASS" if self.high <= target else "FAIL" if self.low > target else "UNCLEAR"
+        return Check(label, self.value, shown, f"<= {target}", verdict)
+
     def check(self, label: str, target: float, *, as_cost: bool = False) -> Check:
         """A check that this ratio is >= ``target``; ``as_cost`` shows it as
         1 - ratio (the prefix's cost) instead."""

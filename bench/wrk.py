@@ -32,6 +32,8 @@ class WrkResult:
     # Open connections held by each server process a third into the run:
     # shows how the load spread over the workers (keep-alive connections stay put).
     conns_per_process: list[int] | None = None
+    # The server's context switches (all its threads) per request served.
+    switches_per_request: float | None = None
 
     @property
     def disturbed(self) -> bool:
@@ -144,4 +146,6 @@ class WrkSettings:
         result.cpu_server, result.cpu_wrk = meter.server, meter.wrk
         result.cpu_other = meter.other
         result.conns_per_process = spread
+        if meter.switches is not None and result.requests:
+            result.switches_per_request = round(meter.switches / result.requests, 2)
         return result

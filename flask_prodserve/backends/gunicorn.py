@@ -33,6 +33,7 @@ from ..errors import ServeError
 from ..proxy import ProxyTrust
 from ..reloading import OBJECT, AppLoader, Loaded
 from . import GRACE_EXPIRED, Events, check_server_options
+from .balance import Board
 from .gunicorn_names import networks_allowed, worker_fallback
 from .gunicorn_reload import Reloader, Reports, worker_ready
 from .headgate import GateLimits
@@ -65,14 +66,15 @@ _OURS = {
     "post_worker_init": "@prodserve.worker_init",
     "when_ready": "@prodserve.on_start",
     "on_exit": "@prodserve.on_stop",
+    # The master keeps the workers' connection balance (.balance) with these.
     "pre_fork": "@prodserve.worker_init",
+    "child_exit": "a @prodserve.on_stop hook",
     # The app is loaded before the fork already; gunicorn would also keep the
     # first generation's app for every worker forked after a reload.
     "preload_app": "the default (the app is loaded before the workers fork already)",
 }
 # Hooks the metrics need, reserved while metrics_path is set.
 _METRICS_HOOKS = {
-    "child_exit": "--metrics-path",
     "on_reload": "--metrics-path",
 }
 _KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
@@ -80,7 +82,12 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def settings(
-    config: ServeConfig, fd: int, reloader: Reloader, report_fd: int, events: Events
+    config: ServeConfig,
+    fd: int,
+    reloader: Reloader,
+    report_fd: int,
+    events: Events,
+    board: Board | None = None,
 ) -> dict[str, Any]:
     """The gunicorn settings for ``config``, serving the already-bound ``fd``."""
     lifecycle = reloader.current.lifecycle  # on_start and on_stop: the first generation's
@@ -107,20 +114,35 @@ def settings(
         "proc_name": "flask-prodserve",
         "post_fork": _stop_early,
         "when_ready": lambda arbiter: _when_ready(lifecycle, events, reloader),
-        "pre_fork": lambda arbiter, worker: _pre_fork(config, reloader),
+        "pre_fork": lambda arbiter, worker: _pre_fork(config, reloader, board, worker),
         "post_worker_init": lambda worker: worker_ready(reloader, report_fd, worker),
         "on_exit": lambda arbiter: _on_exit(lifecycle, reloader),
+        "child_exit": lambda arbiter, worker: _child_exit(config, board, worker),
     }
     if config.metrics_path:
-        # In the master: count restarts and reloads, and take an exited
-        # worker's in-flight and "alive" figures out of the sums.
-        options["child_exit"] = lambda arbiter, worker: metrics.process_exited(worker.pid)
         options["on_reload"] = lambda arbiter: metrics.reloaded()
     if "control_socket_disable" in _KNOWN:
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
         options["control_socket_disable"] = True
     return {**options, **config.server_options}
+
+
+def _pre_fork(config: ServeConfig, reloader: Reloader, board: Board | None, worker: Any) -> None:
+    """In the master, before it forks ``worker``."""
+    reloader.pre_fork()  # not while new code is being imported
+    worker.board_slot = board.reserve() if board is not None else None
+    metrics.forking(config.workers)  # counts restarts
+
+
+def _child_exit(config: ServeConfig, board: Board | None, worker: Any) -> None:
+    """In the master, once ``worker`` has exited (even by SIGKILL)."""
+    slot = getattr(worker, "board_slot", None)
+    if board is not None and slot is not None:
+        board.release(slot)
+    if config.metrics_path:
+        # Take its in-flight and "alive" figures out of the sums.
+        metrics.process_exited(worker.pid)
 
 
 def _worker_class(config: ServeConfig) -> Any:
@@ -189,11 +211,6 @@ def _stop_early(arbiter: Any, worker: Any) -> None:
         worker.alive = False
 
 
-def _pre_fork(config: ServeConfig, reloader: Reloader) -> None:
-    reloader.pre_fork()  # not while new code is being imported
-    metrics.forking(config.workers)
-
-
 def _on_exit(lifecycle: Lifecycle, reloader: Reloader) -> None:
     reloader.stop()
     lifecycle.run("on_stop")
@@ -239,11 +256,14 @@ class EmbeddedApplication(BaseApplication):
         options: dict[str, Any],
         gate_limits: GateLimits,
         report_fd: int,
+        board: Board | None = None,
     ) -> None:
         self.reloader = reloader
         self.options = options
-        self.gate_limits = gate_limits  # read by our workers
+        # Read by our workers:
+        self.gate_limits = gate_limits
         self.report_fd = report_fd
+        self.board = board
         super().__init__()
 
     def load_config(self) -> None:
@@ -271,11 +291,13 @@ def run(
     first = Loaded(1, lifecycle.app, wsgi_app, lifecycle)
     loader = events.loader or AppLoader(OBJECT, config)
     reloader = Reloader(loader, first, config, events, reports)
+    # Room for the workers gunicorn's TTIN signal (and reloads) may add.
+    board = Board(max(64, 4 * config.workers), starting=config.workers)
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
-        options = settings(config, sock.detach(), reloader, report_fd, events)
-        application = EmbeddedApplication(reloader, options, limits, report_fd)
+        options = settings(config, sock.detach(), reloader, report_fd, events, board)
+        application = EmbeddedApplication(reloader, options, limits, report_fd, board)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:

@@ -14,13 +14,18 @@ The worker stands on gunicorn's documented worker base class; the few
 undocumented names of gunicorn's HTTP layer it uses are listed, with the
 versions tested, in :mod:`.gunicorn_names`.
 
-A worker accepts a new connection only while it has a thread free for it,
-counting connections that have just arrived or been answered and will
-likely want one in a moment (:data:`FRESH`): the other workers, sharing the
-listening socket, take the rest, instead of one worker queueing a burst
-behind its busy threads while another idles. When no worker has had a free
-thread for :data:`OVERDUE`, one takes a queued connection anyway, so clients
-that keep their connections busy cannot keep a new one out.
+A worker accepts a new connection only while it holds no more connections
+than the least loaded worker (:mod:`.balance`): the others, sharing the
+listening socket, take the rest, instead of one worker taking a whole burst
+and queueing it behind its busy threads while another idles. A worker that
+may not accept looks again every :data:`REBALANCE`; when connections have
+waited in the listener's queue for :data:`OVERDUE` (the least loaded worker
+is stuck), it takes one anyway.
+
+Complete requests wait in the worker's own queue and go to threads in the
+order they came, :data:`RUNNING` at a time while they are quick: requests
+that run longer than :data:`PATIENCE` (waiting on a database, say) stop
+counting, so slow requests still run side by side, up to ``threads``.
 
 On SIGTERM (or a first SIGINT) the worker takes the connections the kernel
 has already queued (those clients are owed an answer), closes its listener,
@@ -30,6 +35,7 @@ had to cut is reported to the master through ``report_fd``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -51,6 +57,7 @@ from gunicorn.http.wsgi import create
 from gunicorn.workers.base import Worker
 
 from ..bodylimit import CLOSE_CONNECTION, BodyTooLarge
+from .balance import should_accept
 from .bodyinput import BodyInput
 from .headgate import (
     ERRORS,
@@ -68,12 +75,20 @@ _READ_SIZE = 64 * 1024
 #: discarded) before it is closed: closing with unread bytes would reset the
 #: connection and could destroy the response before the client reads it.
 _LINGER = 2.0
-#: How long (seconds) a new connection that has sent nothing yet, or a kept-
-#: alive one just answered, counts against its worker's free threads.
-FRESH = 0.1
+#: How often (seconds) a worker that may not accept looks at the others'
+#: counts again: they change without waking it.
+REBALANCE = 0.01
 #: How long (seconds) connections may wait in the listener's queue while no
-#: thread is free before the worker takes one anyway.
+#: worker takes them before one that may not accept takes one anyway.
 OVERDUE = 0.1
+#: How many requests a worker runs at once while they are quick: its threads
+#: share one GIL, so more at once only makes each slower, in an order no one
+#: chose (see docs/servers.rst, "Tail latency").
+RUNNING = 2
+#: How long (seconds) a running request counts against :data:`RUNNING`: one
+#: that runs longer is probably waiting (a database, ``time.sleep``), and
+#: must not hold the others up.
+PATIENCE = 0.002
 #: How much of a body the app did not read is read and discarded so the
 #: connection can be kept; past that it is closed.
 _DRAIN = 64 * 1024
@@ -143,11 +158,11 @@ class GatedWorker(Worker):
         self.selector = selectors.DefaultSelector()
         self.waiting: dict[Conn, None] = {}  # reading a head, idle, or lingering
         self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
-        # Connections until they stop counting as fresh: each once, oldest first.
-        self.fresh: dict[Conn, float] = {}
         self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
         self.tasks: queue.SimpleQueue[Conn] = queue.SimpleQueue()
         self.in_threads = 0  # connections given to a thread and not back yet
+        self.ready: collections.deque[Conn] = collections.deque()  # complete heads, in order
+        self.running: dict[Conn, float] = {}  # given to a thread: when
         self.open = 0
         self.listening = False
         self.queued_since: float | None = None
@@ -155,6 +170,10 @@ class GatedWorker(Worker):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        self.board = getattr(self.app, "board", None)
+        self.slot: int | None = getattr(self, "board_slot", None)  # set by the master's pre_fork
+        if self.board is not None and self.slot is not None:
+            self.board.claim(self.slot)
         super().init_process()
 
     # -- signals ---------------------------------------------------------------
@@ -197,13 +216,18 @@ class GatedWorker(Worker):
         self.notify()
         self._listen(accepting)
         now = time.monotonic()
-        timeout = 1.0 if accepting else FRESH
+        timeout = 1.0 if accepting else REBALANCE
         if self.deadlines:
             timeout = max(0.0, min(timeout, self.deadlines[0][0] - now))
+        due = self._next_dispatch(now)
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - now))
         for key, _ in self.selector.select(timeout):
             key.data(key.fileobj)
         self._take_returned()
-        self._expire(time.monotonic())
+        now = time.monotonic()
+        self._dispatch(now)
+        self._expire(now)
         if not accepting and self.alive:
             self._admit_overdue()
 
@@ -214,14 +238,14 @@ class GatedWorker(Worker):
     def _may_accept(self) -> bool:
         if self.open >= self.cfg.worker_connections:
             return False
-        now = time.monotonic()
-        while self.fresh:
-            conn, until = next(iter(self.fresh.items()))
-            if until > now:
-                break  # the rest are newer
-            del self.fresh[conn]
-        fresh = sum(1 for conn in self.fresh if conn in self.waiting and not conn.head)
-        return self.in_threads + fresh < self.threads
+        if self.board is None or self.slot is None:
+            return True
+        return should_accept(self.open, self.board.others(self.slot))
+
+    def _count(self, change: int) -> None:
+        self.open += change
+        if self.board is not None and self.slot is not None:
+            self.board.post(self.slot, self.open)
 
     def _listen(self, on: bool) -> None:
         if on == self.listening:
@@ -256,20 +280,17 @@ class GatedWorker(Worker):
             return False
         sock.setblocking(False)
         conn = Conn(sock, client, listener.getsockname())
-        self.open += 1
-        self._wait(conn, self.limits.header_timeout, fresh=True)
+        self._count(+1)
+        self._wait(conn, self.limits.header_timeout)
         return True
 
-    def _wait(self, conn: Conn, seconds: float, *, fresh: bool = False) -> None:
+    def _wait(self, conn: Conn, seconds: float) -> None:
         """Watch ``conn`` for bytes, until ``seconds`` from now."""
         now = time.monotonic()
         if conn not in self.waiting:
             self.waiting[conn] = None
             self.selector.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
         self._deadline(conn, now + seconds)
-        if fresh:
-            self.fresh.pop(conn, None)  # to the end, in deadline order
-            self.fresh[conn] = now + FRESH
 
     def _deadline(self, conn: Conn, when: float) -> None:
         conn.deadline = when
@@ -301,8 +322,8 @@ class GatedWorker(Worker):
         if verdict == PASS:
             verdict = self._check_body_start(conn)
         if verdict == PASS:
-            self.in_threads += 1
-            self.tasks.put(conn)
+            self.ready.append(conn)
+            self._dispatch(time.monotonic())
         else:
             self._refuse(conn, verdict)
 
@@ -354,8 +375,7 @@ class GatedWorker(Worker):
 
     def _close(self, conn: Conn) -> None:
         self._unwatch(conn)
-        self.fresh.pop(conn, None)
-        self.open -= 1
+        self._count(-1)
         conn.sock.close()
 
     def _expire(self, now: float) -> None:
@@ -369,6 +389,26 @@ class GatedWorker(Worker):
             else:
                 self._close(conn)  # idle, or done lingering
 
+    def _dispatch(self, now: float) -> None:
+        """Give complete requests to threads, in the order they came, while
+        fewer than :data:`RUNNING` of those in threads started within
+        :data:`PATIENCE`."""
+        while self.ready and self.in_threads < self.threads:
+            young = sum(1 for t in self.running.values() if now - t < PATIENCE)
+            if young >= RUNNING:
+                return
+            conn = self.ready.popleft()
+            self.running[conn] = now
+            self.in_threads += 1
+            self.tasks.put(conn)
+
+    def _next_dispatch(self, now: float) -> float | None:
+        if not self.ready or self.in_threads >= self.threads:
+            return None
+        """When :meth:`_dispatch` may give the next request to a thread."""
+        young = [t for t in self.running.values() if now - t < PATIENCE]
+        return min(young, default=now) + PATIENCE
+
     def _take_returned(self) -> None:
         """Connections the threads are done with: kept, or closed."""
         while True:
@@ -377,11 +417,12 @@ class GatedWorker(Worker):
             except queue.Empty:
                 return
             self.in_threads -= 1
+            self.running.pop(conn, None)
             if not (keep and self.alive):
                 self._linger(conn)
                 continue
             conn.sock.setblocking(False)
-            self._wait(conn, float(self.cfg.keepalive), fresh=True)
+            self._wait(conn, float(self.cfg.keepalive))
             if conn.head:  # the client sent its next request already
                 self._deadline(conn, time.monotonic() + self.limits.header_timeout)
                 self._judge(conn)
@@ -407,13 +448,14 @@ class GatedWorker(Worker):
                 self._deadline(conn, min(conn.deadline, linger))
             else:
                 self._close(conn)  # idle: nothing is owed
-        while (self.in_threads or self.waiting) and time.monotonic() < end:
+        while (self.in_threads or self.ready or self.waiting) and time.monotonic() < end:
             self.notify()
             for key, _ in self.selector.select(min(0.1, max(end - time.monotonic(), 0))):
                 key.data(key.fileobj)
             self._take_returned()
+            self._dispatch(time.monotonic())
             self._expire(time.monotonic())
-        if self.in_threads and self.report_fd >= 0:
+        if (self.in_threads or self.ready) and self.report_fd >= 0:
             os.write(self.report_fd, b"cut\n")
 
     # -- in a worker thread ----------------------------------------------------

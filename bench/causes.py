@@ -1,0 +1,116 @@
+"""Where a request's latency goes inside ``flask serve --prod`` (gunicorn).
+
+    .venv/bin/python -m bench.causes [--path /json] [--seconds 5] [-- FLAGS...]
+
+Serves ``bench/bench_app.py`` with the tracing worker (:mod:`bench.traceworker`),
+loads it with ``wrk -t1 -c32`` and prints, next to wrk's own p50/p99 (from the
+client's side: everything), how long requests spent in each stage the worker
+sees: in its queue (head complete, waiting for its turn), handed to a thread
+but not started (the thread waiting for the GIL), and in the thread (parse,
+app, response: its own GIL waits included), as percentiles and a histogram,
+plus the server's context switches per request. What wrk sees beyond the
+worker's total is the kernel, and the event loop waiting for the GIL before
+it reads the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.contenders import APP_MODULE, HOST, BenchError, Contender
+from bench.cpu import group_switches
+from bench.servers import running
+from bench.wrk import WrkSettings, parse_wrk
+
+BUCKETS_MS = (1, 2, 5, 10, 20, 50)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
+
+
+def histogram(values: Sequence[float]) -> str:
+    edges = (0, *BUCKETS_MS)
+    cells = []
+    for low, high in zip(edges, (*BUCKETS_MS, None), strict=True):
+        n = sum(1 for v in values if v >= low and (high is None or v < high))
+        label = f"<{high}" if low == 0 else f">={low}" if high is None else f"{low}-{high}"
+        cells.append(f"{label}:{n / max(len(values), 1):6.1%}")
+    return "  ".join(cells)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--path", default="/json")
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("flags", nargs="*", help="more flask serve flags (after --)")
+    args = parser.parse_args(argv)
+    wrk_path = shutil.which("wrk")
+    if wrk_path is None:
+        print("wrk not found on PATH: install it with `apt-get install wrk`")
+        return 1
+    # Doubled braces: contender arguments are format strings ({host}, {port}).
+    options = '{{"worker_class": "bench.traceworker.TracingWorker"}}'
+    contender = Contender(
+        "flask-serve-traced",
+        "flask-serve",
+        ("-m", "flask", "--app", APP_MODULE, "serve", "--prod", "--host", "{host}",
+         "--port", "{port}", "--server-options", options, *args.flags),
+    )  # fmt: skip
+    wrk = WrkSettings(wrk_path, 1, args.connections, args.seconds, 2)
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["BENCH_TRACE_DIR"] = folder
+        try:
+            with running(contender, sys.executable) as server:
+                url = f"http://{HOST}:{server.port}{args.path}"
+                wrk.warm_up(url)
+                switches = group_switches(server.pgid or 0)
+                start = time.perf_counter()
+                output = wrk.run(url, args.seconds)
+                end = time.perf_counter()
+                switches = group_switches(server.pgid or 0) - switches
+        except BenchError as exc:
+            print(f"failed: {exc}")
+            return 1
+        rows = []
+        for trace in Path(folder).glob("*.txt"):
+            for line in trace.read_text().splitlines():
+                read, dispatched, started, done = (float(x) for x in line.split())
+                if start <= read <= end:
+                    rows.append((read, dispatched, started, done))
+    total = parse_wrk(output)
+    stages = {
+        "in the worker's queue": [(d - r) * 1000 for r, d, s, e in rows],
+        "handed over, not started": [(s - d) * 1000 for r, d, s, e in rows],
+        "in the thread": [(e - s) * 1000 for r, d, s, e in rows],
+        "worker total": [(e - r) * 1000 for r, d, s, e in rows],
+    }
+    print(f"flask serve --prod {' '.join(args.flags)}: GET {args.path}, wrk -c{args.connections}")
+    print(
+        f"wrk (client side): {total.requests_per_sec:.0f} req/s, p50 {total.latency_p50_ms} ms,"
+        f" p99 {total.latency_p99_ms} ms; server context switches per request:"
+        f" {switches / max(total.requests, 1):.1f}"
+    )
+    for name, values in stages.items():
+        print(
+            f"  {name:<26} p50 {percentile(values, 50):6.2f}  p90 {percentile(values, 90):6.2f}"
+            f"  p99 {percentile(values, 99):6.2f}  max {max(values, default=0):7.1f} ms"
+        )
+        print(f"  {'':<26} {histogram(values)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

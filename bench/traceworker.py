@@ -1,0 +1,52 @@
+"""A tracing subclass of flask serve's gunicorn worker, for ``bench/causes.py``.
+
+It notes, for every request, when its head was complete in the event loop,
+when the loop gave it to a thread, and when that thread started and finished
+it, and writes them to ``$BENCH_TRACE_DIR/<pid>.txt`` when the worker
+stops. Served with ``--server-options '{"worker_class":
+"bench.traceworker.TracingWorker"}'``; bench code only (it wraps private
+methods of our own worker).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from typing import Any
+
+from flask_prodserve.backends.gunicorn_worker import Conn, GatedWorker
+
+
+class _StampingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        item.t_dispatch = time.perf_counter()
+        super().put(item, block, timeout)
+
+
+class TracingWorker(GatedWorker):
+    def init_process(self) -> None:
+        self.trace: list[tuple[float, float, float, float]] = []
+        super().init_process()
+
+    def run(self) -> None:
+        self.tasks = _StampingQueue()
+        super().run()
+
+    def _judge(self, conn: Conn) -> None:
+        conn.t_read = time.perf_counter()  # type: ignore[attr-defined]
+        super()._judge(conn)
+
+    def _serve(self, conn: Conn) -> bool:
+        started = time.perf_counter()
+        keep = super()._serve(conn)
+        stamps = (conn.t_read, conn.t_dispatch, started, time.perf_counter())  # type: ignore[attr-defined]
+        self.trace.append(stamps)
+        return keep
+
+    def _stop(self) -> None:
+        folder = os.environ.get("BENCH_TRACE_DIR")
+        if folder:
+            with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as out:
+                out.writelines(" ".join(f"{t:.6f}" for t in row) + "\n" for row in self.trace)
+        super()._stop()
