@@ -69,6 +69,7 @@ _METRICS_HOOKS = {
     "pre_fork": "--metrics-path",
     "child_exit": "--metrics-path",
     "on_reload": "--metrics-path",
+    "worker_exit": "--metrics-path",
 }
 _KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -110,6 +111,8 @@ def settings(
         options["pre_fork"] = lambda arbiter, worker: metrics.forking(config.workers)
         options["child_exit"] = lambda arbiter, worker: metrics.process_exited(worker.pid)
         options["on_reload"] = lambda arbiter: metrics.reloaded()
+        # In a worker, as it exits: its last requests go to the files.
+        options["worker_exit"] = lambda arbiter, worker: metrics.worker_exiting()
     if "control_socket_disable" in _KNOWN:
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.
