@@ -168,10 +168,14 @@ class Metrics:
         rec.in_flight.pop()
         length = environ.get("CONTENT_LENGTH")
         rec.tally.record(
-            (environ.get("REQUEST_METHOD", ""), status[:3], environ.get(ROUTE, "")),
-            duration,
-            int(length) if length and length.isdigit() else 0,
-            size,
+            (
+                environ.get("REQUEST_METHOD", ""),
+                status[:3],
+                environ.get(ROUTE, ""),
+                duration,
+                int(length) if length and length.isdigit() else 0,
+                size,
+            )
         )
 
     def _scrape(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:

@@ -129,7 +129,7 @@ class Recorder:
         return self.duration.labels(method, code if code.isdigit() else "", route)
 
     def enter(self) -> None:
-        """A request starts (leave by ``in_flight.pop()``, then ``tally.record()``)."""
+        """A request starts (leave by ``in_flight.pop()``, then ``tally.record(...)``)."""
         self.in_flight.append(None)
         if self.publisher != _pid[0]:  # the first request in this process
             self.publisher = _pid[0]

@@ -202,7 +202,7 @@ def test_a_gunicorn_worker_publishes_its_last_requests_as_it_exits() -> None:
     recorder = metrics.start(config_for(_app(), {"mode": "prod", "metrics_path": "/m"}, env={}))
     assert recorder is not None
     try:
-        recorder.tally.record(("GET", "200", "/item/<int:n>"), 0.02, 0, 10)  # no request: no thread
+        recorder.tally.record(("GET", "200", "/item/<int:n>", 0.02, 0, 10))  # no thread
 
         def in_files() -> dict[Any, float]:
             registry = CollectorRegistry()
@@ -235,13 +235,16 @@ class _Child:
 def test_tally_counts_every_request_from_many_threads_once() -> None:
     child = _Child(3)
     sizes = _Value(), _Value()
-    tally = Tally((0.1, 1.0), lambda key: child, *sizes)  # two keys, one series
+    children = {("GET", "200", "/"): child, ("GET", "404", ""): _Child(3)}
+    tally = Tally((0.1, 1.0), children.__getitem__, *sizes)
 
-    def work(method: str) -> None:
+    def work() -> None:
         for n in range(2000):
-            tally.record((method, "200", "/"), 0.05 if n % 2 else 5.0, 1, 2)
+            tally.record(("GET", "200", "/", 0.05 if n % 2 else 5.0, 1, 2))
+            if n % 500 == 0:
+                tally.publish()  # as the publishing thread does, meanwhile
 
-    threads = [threading.Thread(target=work, args=(m,)) for m in ["GET", "BREW"] * 4]
+    threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -251,9 +254,11 @@ def test_tally_counts_every_request_from_many_threads_once() -> None:
     assert [v.value for v in child._buckets] == [8000, 0, 8000]
     assert child._sum.value == pytest.approx(8000 * 5.05)
     assert (sizes[0].value, sizes[1].value) == (16000, 32000)
-    tally.record(("GET", "200", "/"), 0.5, 0, 0)
+    tally.record(("GET", "200", "/", 0.5, 0, 0))
+    tally.record(("GET", "404", "", 0.5, 0, 0))
     tally.publish()
     assert [v.value for v in child._buckets] == [8000, 1, 8000]
+    assert [v.value for v in children["GET", "404", ""]._buckets] == [0, 1, 0]
 
 
 def test_a_request_whose_app_raises_is_counted_as_a_500(served: tuple[Flask, Any]) -> None:
