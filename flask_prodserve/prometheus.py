@@ -3,9 +3,10 @@
 Imported only when ``metrics_path`` is set (:func:`flask_prodserve.metrics.start`),
 in the process that binds the socket, before any worker exists. Every
 process writes its own values to memory-mapped files in a directory made for
-this server run; a scrape, in whichever worker serves it, adds up the files
-of every process, the live and the exited ones, so counts are exact across
-workers and survive a worker being recycled. gunicorn's master marks an
+this server run (its requests in batches, see :mod:`flask_prodserve.tally`);
+a scrape, in whichever worker serves it, adds up the files of every process,
+the live and the exited ones, so counts are exact across workers and survive
+a worker being recycled. gunicorn's master marks an
 exited worker dead (its in-flight and "alive" gauges leave the sum).
 
 Names and labels follow the OpenTelemetry HTTP server conventions as the
