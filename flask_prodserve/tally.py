@@ -9,7 +9,7 @@ thread in each process adds up what was queued every :data:`PUBLISH_EVERY`
 and adds the sums to the same ``prometheus_client`` values. Measured
 (callgrind, ``/`` of bench/bench_app.py through the whole WSGI chain in one
 process, the batches included; see :mod:`flask_prodserve.metrics`): the
-metrics cost 56,000 instructions a request with a write per update, 23,000
+metrics cost 56,000 instructions a request with a write per update, 21,000
 with this and the route noted more cheaply, of 432,000 for the request with
 metrics off.
 
