@@ -352,11 +352,12 @@ def _scrape(server: Any, path: str = "/metrics") -> dict[Any, float]:
     return samples(body.decode())
 
 
-def _settled(server: Any, workers: int, deadline: float = 15) -> dict[Any, float]:
+def _settled(server: Any, workers: int, deadline: float = 30) -> dict[Any, float]:
     """The metrics once they stop changing: every request recorded (a request
     is recorded when the server closes its response, just after the client has
     read it, and other workers publish theirs within PUBLISH_EVERY) and every
-    worker up (gunicorn replaces a recycled one in a moment)."""
+    worker up (gunicorn replaces a recycled one in a moment; the scrapes
+    themselves count towards --max-requests, hence no faster polling)."""
     end = time.monotonic() + deadline
     last: tuple[float, float] | None = None
     since = time.monotonic()
@@ -369,8 +370,8 @@ def _settled(server: Any, workers: int, deadline: float = 15) -> dict[Any, float
             last, since = now, time.monotonic()
         elif time.monotonic() - since > 5 * PUBLISH_EVERY:
             return found
-        assert time.monotonic() < end, f"the metrics did not settle: {now}"
-        time.sleep(PUBLISH_EVERY / 2)
+        assert time.monotonic() < end, f"the metrics did not settle: {now}\n{server.log}"
+        time.sleep(PUBLISH_EVERY)
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
