@@ -3,9 +3,10 @@
 Imported only when ``metrics_path`` is set (:func:`flask_prodserve.metrics.start`),
 in the process that binds the socket, before any worker exists. Every
 process writes its own values to memory-mapped files in a directory made for
-this server run; a scrape, in whichever worker serves it, adds up the files
-of every process, the live and the exited ones, so counts are exact across
-workers and survive a worker being recycled. gunicorn's master marks an
+this server run (its requests in batches, see :mod:`flask_prodserve.tally`);
+a scrape, in whichever worker serves it, adds up the files of every process,
+the live and the exited ones, so counts are exact across workers and survive
+a worker being recycled. gunicorn's master marks an
 exited worker dead (its in-flight and "alive" gauges leave the sum).
 
 Names and labels follow the OpenTelemetry HTTP server conventions as the
@@ -36,13 +37,16 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from .tally import PUBLISH_EVERY, Key, Tally
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-#: Seconds between copies of a process's requests in flight to its gauge.
-PUBLISH_EVERY = 0.5
 _ATTEMPTS = 5
 #: OpenTelemetry's advice for ``http.server.request.duration``, in seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _LABELS = ("http_request_method", "http_response_status_code", "http_route")
+_METHODS = frozenset(
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+)
 
 # prometheus_client asks for the process ID on every update, to notice a fork;
 # os.getpid() is a system call. This is the same ID, refreshed after a fork.
@@ -85,7 +89,7 @@ class Recorder:
         self.active = Gauge(
             "http_server_active_requests",
             "Requests in flight (under gunicorn, the threads busy serving); other "
-            "workers' as of half a second ago.",
+            f"workers' as of {PUBLISH_EVERY} s ago.",
             registry=None,
             multiprocess_mode="livesum",
         )
@@ -118,9 +122,17 @@ class Recorder:
         )
         self.restarts.inc(0)  # in the master's file: the series exists from the start
         self.reloads.inc(0)
+        # Requests are counted in memory and published in batches (see tally.py).
+        self.tally = Tally(BUCKETS, self._series, self.request_bytes, self.response_bytes)
+
+    def _series(self, key: Key) -> Histogram:
+        """The histogram child for ``(method, status line's start, route)``."""
+        method, code, route = key
+        method = method if method in _METHODS else "_OTHER"  # as OpenTelemetry bounds it
+        return self.duration.labels(method, code if code.isdigit() else "", route)
 
     def enter(self) -> None:
-        """A request starts (leave by ``in_flight.pop()``)."""
+        """A request starts (leave by ``in_flight.pop()``, then ``tally.record(...)``)."""
         self.in_flight.append(None)
         if self.publisher != _pid[0]:  # the first request in this process
             self.publisher = _pid[0]
@@ -129,6 +141,7 @@ class Recorder:
     def _publish(self) -> None:
         shown = -1
         while True:
+            self.tally.publish()
             if len(self.in_flight) != shown:
                 shown = len(self.in_flight)
                 self.active.set(shown)
@@ -144,7 +157,8 @@ class Recorder:
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every process's metrics, and its content type."""
-        self.active.set(len(self.in_flight))  # this process's, exact
+        self.tally.publish()  # this process's, exact
+        self.active.set(len(self.in_flight))
         registry = CollectorRegistry()
         MultiProcessCollector(registry, self.directory)  # type: ignore[no-untyped-call]
         registry.register(_ServerCollector(self))

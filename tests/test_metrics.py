@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from flask_prodserve import metrics
 from flask_prodserve.checks import run_checks
@@ -19,6 +19,7 @@ from flask_prodserve.errors import ConfigError
 from flask_prodserve.extension import lifecycle_for
 from flask_prodserve.middleware import build_wsgi_app
 from flask_prodserve.serving import config_for
+from flask_prodserve.tally import PUBLISH_EVERY, Tally
 
 from .helpers import needs_gunicorn, serve_args
 
@@ -119,6 +120,12 @@ def _app() -> Flask:
     def item(n: int) -> str:
         return "x" * n
 
+    @app.before_request
+    def refuse_zero() -> Any:  # registered before the metrics' own
+        if request.view_args == {"n": 0}:
+            return "refused", 403
+        return None
+
     return app
 
 
@@ -171,11 +178,87 @@ def test_route_rule_is_the_label_and_scrapes_are_not_counted(
     assert not any("/metrics" in line or "/healthz" in line for line in logged)
 
 
-def test_an_unknown_method_is_counted_as_other(served: tuple[Flask, Any]) -> None:
+def test_unknown_methods_are_counted_as_other(served: tuple[Flask, Any]) -> None:
     _, client = served
     client.open("/item/1", method="BREW")
+    client.open("/item/1", method="FETCH")
     found = samples(client.get("/metrics").get_data(as_text=True))
-    assert count(found, http_request_method="_OTHER") == 1
+    assert count(found, http_request_method="_OTHER") == 2
+
+
+def test_the_route_is_known_when_a_before_request_function_answers(
+    served: tuple[Flask, Any],
+) -> None:
+    _, client = served
+    assert client.get("/item/0").status_code == 403
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert count(found, http_route="/item/<int:n>", http_response_status_code="403") == 1
+
+
+def test_a_gunicorn_worker_publishes_its_last_requests_as_it_exits() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    recorder = metrics.start(config_for(_app(), {"mode": "prod", "metrics_path": "/m"}, env={}))
+    assert recorder is not None
+    try:
+        recorder.tally.record(("GET", "200", "/item/<int:n>", 0.02, 0, 10))  # no thread
+
+        def in_files() -> dict[Any, float]:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, recorder.directory)  # type: ignore[no-untyped-call]
+            return samples(generate_latest(registry).decode())
+
+        assert count(in_files()) == 0
+        metrics.worker_exiting()  # gunicorn's worker_exit hook
+        assert count(in_files(), http_route="/item/<int:n>") == 1
+    finally:
+        metrics.stop()
+
+
+class _Value:
+    """Stands for a prometheus_client value: what Tally adds to."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float) -> None:
+        self.value += amount
+
+
+class _Child:
+    def __init__(self, buckets: int) -> None:
+        self._buckets = [_Value() for _ in range(buckets)]
+        self._sum = _Value()
+
+
+def test_tally_counts_every_request_from_many_threads_once() -> None:
+    child = _Child(3)
+    sizes = _Value(), _Value()
+    children = {("GET", "200", "/"): child, ("GET", "404", ""): _Child(3)}
+    tally = Tally((0.1, 1.0), children.__getitem__, *sizes)
+
+    def work() -> None:
+        for n in range(2000):
+            tally.record(("GET", "200", "/", 0.05 if n % 2 else 5.0, 1, 2))
+            if n % 500 == 0:
+                tally.publish()  # as the publishing thread does, meanwhile
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    tally.publish()
+    tally.publish()  # nothing new: nothing added twice
+    assert [v.value for v in child._buckets] == [8000, 0, 8000]
+    assert child._sum.value == pytest.approx(8000 * 5.05)
+    assert (sizes[0].value, sizes[1].value) == (16000, 32000)
+    tally.record(("GET", "200", "/", 0.5, 0, 0))
+    tally.record(("GET", "404", "", 0.5, 0, 0))
+    tally.publish()
+    assert [v.value for v in child._buckets] == [8000, 1, 8000]
+    assert [v.value for v in children["GET", "404", ""]._buckets] == [0, 1, 0]
 
 
 def test_a_request_whose_app_raises_is_counted_as_a_500(served: tuple[Flask, Any]) -> None:
@@ -269,18 +352,26 @@ def _scrape(server: Any, path: str = "/metrics") -> dict[Any, float]:
     return samples(body.decode())
 
 
-def _settled(server: Any, expected: int, workers: int, deadline: float = 10) -> dict[Any, float]:
-    """The metrics once the last requests are recorded (a request is recorded
-    when the server closes its response, just after the client has read it)
-    and every worker is up (gunicorn replaces a recycled one in a moment)."""
+def _settled(server: Any, workers: int, deadline: float = 30) -> dict[Any, float]:
+    """The metrics once they stop changing: every request recorded (a request
+    is recorded when the server closes its response, just after the client has
+    read it, and other workers publish theirs within PUBLISH_EVERY) and every
+    worker up (gunicorn replaces a recycled one in a moment; the scrapes
+    themselves count towards --max-requests, hence no faster polling)."""
     end = time.monotonic() + deadline
+    last: tuple[float, float] | None = None
+    since = time.monotonic()
     while True:
         found = _scrape(server)
         settled = found.get(("http_server_active_requests", ()), 0) == 0
         settled = settled and found.get(("flask_prodserve_workers", ()), 0) == workers
-        if (settled and count(found) >= expected) or time.monotonic() > end:
+        now = (count(found), found.get(("http_server_response_body_size_bytes_total", ())) or 0)
+        if now != last or not settled:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > 5 * PUBLISH_EVERY:
             return found
-        time.sleep(0.05)
+        assert time.monotonic() < end, f"the metrics did not settle: {now}\n{server.log}"
+        time.sleep(PUBLISH_EVERY)
 
 
 @pytest.mark.parametrize(
@@ -303,10 +394,16 @@ def test_counts_are_exact_on_every_backend(flask_serve: Any, backend: str, worke
     paths += [("GET", "/healthz"), ("GET", "/metrics")] * 20
     _hammer(server, paths)
     assert server.request("DELETE", "/app/metrics")[0] == 404  # the app's, not ours
-    found = _settled(server, 501, workers)
+    found = _settled(server, workers)
     ok = count(found, http_route="/echo/<path:rest>", http_response_status_code="200")
     assert ok == 450
     assert count(found, http_request_method="DELETE", http_response_status_code="404") == 51
+    probes = count(found, http_request_method="GET", http_response_status_code="404")
+    assert count(found) == 501 + probes  # the fixture's readiness probes: GET 404s
+    time.sleep(3 * PUBLISH_EVERY)
+    again = _scrape(server)  # and it stays so
+    assert count(again, http_route="/echo/<path:rest>") == 450
+    assert count(again, http_request_method="DELETE") == 51
     # The health checks and scrapes (200s that match no rule) are not counted.
     assert count(found, http_route="", http_response_status_code="200") == 0
     assert found[("http_server_active_requests", ())] == 0

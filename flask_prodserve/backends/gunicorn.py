@@ -76,6 +76,7 @@ _OURS = {
 # Hooks the metrics need, reserved while metrics_path is set.
 _METRICS_HOOKS = {
     "on_reload": "--metrics-path",
+    "worker_exit": "--metrics-path",
 }
 _KNOWN = {s.name for s in KNOWN_SETTINGS if s.name}
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -121,6 +122,8 @@ def settings(
     }
     if config.metrics_path:
         options["on_reload"] = lambda arbiter: metrics.reloaded()
+        # In a worker, as it exits: its last requests go to the files.
+        options["worker_exit"] = lambda arbiter, worker: metrics.worker_exiting()
     if "control_socket_disable" in _KNOWN:
         # gunicorn >= 25.1 would open a control socket at a machine-wide path:
         # two instances (or parallel tests) would collide on it.

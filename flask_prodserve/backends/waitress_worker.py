@@ -88,6 +88,7 @@ def work(
             why = f"a new worker (pid {os.getpid()}) was not ready: {why}"
         link.send(f"{FAIL} {why}")
     finally:
+        metrics.worker_exiting()  # its last requests, before os._exit skips every handler
         logging.shutdown()  # writes the access lines still pending
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
