@@ -172,6 +172,12 @@ class Recorder:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
+        # prometheus_client >= 0.26 can close the files its values keep open;
+        # older releases leave them to the garbage collector (a ResourceWarning
+        # in a process that serves more than once, such as the tests').
+        close_files = getattr(values, "close_all_multiprocess_files", None)
+        if close_files is not None:
+            close_files()
         if os.environ.get(ENV) == self.directory:
             del os.environ[ENV]
         shutil.rmtree(self.directory, ignore_errors=True)
