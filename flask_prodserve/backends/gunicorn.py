@@ -32,7 +32,7 @@ from .. import metrics
 from ..errors import ServeError
 from ..proxy import ProxyTrust
 from ..reloading import OBJECT, AppLoader, Loaded
-from . import GRACE_EXPIRED, Events, check_server_options
+from . import GRACE_EXPIRED, Events, check_server_options, freeze_before_fork
 from .balance import Board
 from .gunicorn_names import networks_allowed, worker_fallback
 from .gunicorn_reload import Reloader, Reports, worker_ready
@@ -136,6 +136,7 @@ def _pre_fork(config: ServeConfig, reloader: Reloader, board: Board | None, work
     reloader.pre_fork()  # not while new code is being imported
     worker.board_slot = board.reserve() if board is not None else None
     metrics.forking(config.workers)  # counts restarts
+    freeze_before_fork()
 
 
 def _child_exit(config: ServeConfig, board: Board | None, worker: Any) -> None:

@@ -45,7 +45,7 @@ from .. import metrics
 from ..errors import ServeError
 from ..reloading import OBJECT, AppLoader, Loaded, ReloadFailed, SameCode, served
 from ..touchfile import INTERVAL, TouchWatcher
-from . import GRACE_EXPIRED, Events
+from . import GRACE_EXPIRED, Events, freeze_before_fork
 from .waitress_worker import BEAT_EVERY, CUT, FAIL, PARENT_SIGNALS, READY, RECYCLE, work
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ class Supervisor:
         metrics.forking(self.config.workers)
         reports, report_fd = os.pipe()
         signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)  # until the child has its own
+        freeze_before_fork()
         try:
             pid = os.fork()
         except OSError as exc:  # out of processes or memory: try again later
