@@ -172,12 +172,11 @@ class Recorder:
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
-        # prometheus_client >= 0.26 can close the files its values keep open;
-        # older releases leave them to the garbage collector (a ResourceWarning
-        # in a process that serves more than once, such as the tests').
-        close_files = getattr(values, "close_all_multiprocess_files", None)
-        if close_files is not None:
-            close_files()
+        # The files prometheus_client's values keep open are left to the
+        # garbage collector: the publishing thread may still write to them
+        # (closing them under it raised in that thread). Releases before 0.26
+        # warn about them (ResourceWarning) when they are collected, which only
+        # a process that serves more than once, such as the tests', ever sees.
         if os.environ.get(ENV) == self.directory:
             del os.environ[ENV]
         shutil.rmtree(self.directory, ignore_errors=True)
