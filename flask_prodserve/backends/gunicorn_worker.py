@@ -114,6 +114,7 @@ class Conn:
         self.checked = 0  # how much of head was searched for its end
         self.deadline = 0.0
         self.lingering = False  # answered for the last time: closing
+        self.served = False  # answered a request already (kept alive since)
         self.framing: ChunkedFraming | None = None  # the current request's chunked body
 
     @property
@@ -425,6 +426,7 @@ class GatedWorker(Worker):
             if not (keep and self.alive):
                 self._linger(conn)
                 continue
+            conn.served = True
             conn.sock.setblocking(False)
             self._wait(conn, float(self.cfg.keepalive))
             if conn.head:  # the client sent its next request already
@@ -448,10 +450,12 @@ class GatedWorker(Worker):
                 self._readable(conn, None)  # what a queued client has sent already
         linger = time.monotonic() + _STOP_LINGER
         for conn in list(self.waiting):
-            if conn.head or conn.lingering:
+            # A new connection's request may still be on its way (the client
+            # connected a moment ago): it is owed an answer too.
+            if conn.head or conn.lingering or not conn.served:
                 self._deadline(conn, min(conn.deadline, linger))
             else:
-                self._close(conn)  # idle: nothing is owed
+                self._close(conn)  # idle between requests: nothing is owed
         while (self.in_threads or self.ready or self.waiting) and time.monotonic() < end:
             self.notify()
             for key, _ in self.selector.select(min(0.1, max(end - time.monotonic(), 0))):
