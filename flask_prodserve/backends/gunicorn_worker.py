@@ -165,9 +165,8 @@ class GatedWorker(Worker):
         self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
         self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
         self.tasks: queue.SimpleQueue[Conn] = queue.SimpleQueue()
-        self.in_threads = 0  # connections given to a thread and not back yet
         self.ready: collections.deque[Conn] = collections.deque()  # complete heads, in order
-        self.running: dict[Conn, float] = {}  # given to a thread: when
+        self.running: dict[Conn, float] = {}  # given to a thread and not back yet: when
         self.open = 0
         self.listening = False
         self.queued_since: float | None = None
@@ -398,19 +397,18 @@ class GatedWorker(Worker):
         """Give complete requests to threads, in the order they came, while
         fewer than :data:`RUNNING` of those in threads started within
         :data:`PATIENCE`."""
-        while self.ready and self.in_threads < self.threads:
+        while self.ready and len(self.running) < self.threads:
             young = sum(1 for t in self.running.values() if now - t < PATIENCE)
             if young >= RUNNING:
                 return
             conn = self.ready.popleft()
             self.running[conn] = now
-            self.in_threads += 1
             self.tasks.put(conn)
 
     def _next_dispatch(self, now: float) -> float | None:
-        if not self.ready or self.in_threads >= self.threads:
-            return None
         """When :meth:`_dispatch` may give the next request to a thread."""
+        if not self.ready or len(self.running) >= self.threads:
+            return None
         young = [t for t in self.running.values() if now - t < PATIENCE]
         return min(young, default=now) + PATIENCE
 
@@ -421,8 +419,7 @@ class GatedWorker(Worker):
                 conn, keep = self.returned.get_nowait()
             except queue.Empty:
                 return
-            self.in_threads -= 1
-            self.running.pop(conn, None)
+            del self.running[conn]
             if not (keep and self.alive):
                 self._linger(conn)
                 continue
@@ -456,14 +453,14 @@ class GatedWorker(Worker):
                 self._deadline(conn, min(conn.deadline, linger))
             else:
                 self._close(conn)  # idle between requests: nothing is owed
-        while (self.in_threads or self.ready or self.waiting) and time.monotonic() < end:
+        while (self.running or self.ready or self.waiting) and time.monotonic() < end:
             self.notify()
             for key, _ in self.selector.select(min(0.1, max(end - time.monotonic(), 0))):
                 key.data(key.fileobj)
             self._take_returned()
             self._dispatch(time.monotonic())
             self._expire(time.monotonic())
-        if (self.in_threads or self.ready) and self.report_fd >= 0:
+        if (self.running or self.ready) and self.report_fd >= 0:
             os.write(self.report_fd, b"cut\n")
 
     # -- in a worker thread ----------------------------------------------------
