@@ -20,7 +20,8 @@ from flask_prodserve.backends.gunicorn_worker import Conn, GatedWorker
 
 class _StampingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        item.t_dispatch = time.perf_counter()
+        if item is not None:  # None hands the event loop over
+            item.t_dispatch = time.perf_counter()
         super().put(item, block, timeout)
 
 
@@ -40,7 +41,9 @@ class TracingWorker(GatedWorker):
     def _serve(self, conn: Conn) -> bool:
         started = time.perf_counter()
         keep = super()._serve(conn)
-        stamps = (conn.t_read, conn.t_dispatch, started, time.perf_counter())  # type: ignore[attr-defined]
+        # A request answered in the event loop's own thread was never queued.
+        dispatched = vars(conn).pop("t_dispatch", started)
+        stamps = (conn.t_read, dispatched, started, time.perf_counter())  # type: ignore[attr-defined]
         self.trace.append(stamps)
         return keep
 

@@ -261,7 +261,7 @@ def test_waitress_ignores_default_workers_and_web_concurrency() -> None:
 @pytest.mark.parametrize(
     ("env", "facts", "workers", "label"),
     [
-        pytest.param({}, LINUX, 8, "two per usable CPU (4 CPUs)", id="cpus"),
+        pytest.param({}, LINUX, 4, "one per usable CPU (4 CPUs)", id="cpus"),
         pytest.param(
             {"WEB_CONCURRENCY": "3"},
             LINUX,

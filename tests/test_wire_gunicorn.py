@@ -392,6 +392,34 @@ def test_an_idle_kept_alive_connection_does_not_hold_the_only_thread(flask_serve
         assert idle.response().status == 200
 
 
+def test_a_slow_request_does_not_stop_the_event_loop(flask_serve: Any) -> None:
+    # 1 worker: the thread that runs the event loop answers the slow request
+    # itself (it cannot know it is slow), and the watchdog gives the loop to
+    # another thread, which reads and answers the quick one meanwhile.
+    server = flask_serve(gunicorn_args("--threads", "2"))
+    with RawClient(server.host, server.port) as slow, RawClient(server.host, server.port) as quick:
+        slow.send(request("GET", "/sleep?s=3", HOST))
+        time.sleep(0.3)
+        started = time.monotonic()
+        quick.send(request("GET", "/echo/quick", HOST))
+        assert quick.response().status == 200
+        assert time.monotonic() - started < 1.5, server.log  # not after the 3 s sleep
+        assert slow.response().status == 200
+        quick.send(request("GET", "/echo/again", HOST))  # both connections kept
+        assert quick.response().status == 200
+        slow.send(request("GET", "/echo/again", HOST))
+        assert slow.response().status == 200
+
+
+def test_a_request_longer_than_the_timeout_keeps_its_worker(flask_serve: Any) -> None:
+    # The heartbeat comes from the event loop, which another thread runs while
+    # the loop's own thread answers the long request.
+    server = flask_serve(gunicorn_args("--timeout", "2"))
+    status, _, _ = server.request("GET", "/sleep?s=4", timeout=30)
+    assert status == 200, server.log
+    assert "TIMEOUT" not in server.log, server.log
+
+
 def test_a_burst_is_spread_over_the_workers(flask_serve: Any) -> None:
     # Four 1 s requests on 2 workers x 2 threads: each worker takes two, none
     # queues a third behind its busy threads while the other has a free one.

@@ -22,10 +22,15 @@ may not accept looks again every :data:`REBALANCE`; when connections have
 waited in the listener's queue for :data:`OVERDUE` (the least loaded worker
 is stuck), it takes one anyway.
 
-Complete requests wait in the worker's own queue and go to threads in the
-order they came, :data:`RUNNING` at a time while they are quick: requests
-that run longer than :data:`PATIENCE` (waiting on a database, say) stop
-counting, so slow requests still run side by side, up to ``threads``.
+Complete requests wait in the worker's own queue and are answered in the
+order they came, one at a time while they are quick (:data:`RUNNING`), by
+the thread that runs the event loop itself, as a sync worker would: no
+hand-off between threads. When a request runs longer than :data:`PATIENCE`
+(waiting on a database, say), a watchdog gives the event loop to a free
+thread, and the request stops counting: slow requests run side by side, up
+to ``threads``, and the loop keeps reading, accepting and sending the
+heartbeat. The threads take turns at the loop (leader and followers); the
+main thread only waits, for gunicorn's signal handlers run in it.
 
 On SIGTERM (or a first SIGINT) the worker takes the connections the kernel
 has already queued (those clients are owed an answer), closes its listener,
@@ -84,15 +89,23 @@ OVERDUE = 0.1
 #: How many requests a worker runs at once while they are quick: its threads
 #: share one GIL, so more at once only makes each slower, in an order no one
 #: chose. Measured in turn (A B B A, quiet 2-CPU machine, 4 workers x 8
-#: threads, wrk -c32) against running up to ``threads`` at once: p99 11-14 ms
-#: against 20-25 on ``/``, 25-27 against 41-43 on a template page, the same
-#: requests/s there and up to 13 % fewer on a JSON path (docs/servers.rst,
-#: "Tail latency").
-RUNNING = 2
-#: How long (seconds) a running request counts against :data:`RUNNING`: one
-#: that runs longer is probably waiting (a database, ``time.sleep``), and
-#: must not hold the others up.
+#: threads, wrk -c32) against running up to ``threads`` at once, with
+#: hand-offs to threads: two at a time gave p99 11-14 ms against 20-25 on
+#: ``/``, 25-27 against 41-43 on a template page. Once the loop's own thread
+#: answered them, one at a time did better than two (2 workers x 8: p99 7-11
+#: ms against 10-17, requests/s 6-21 % higher; docs/servers.rst, "Tail
+#: latency").
+RUNNING = 1
+#: How long (seconds) a running request counts against :data:`RUNNING`, and
+#: holds the event loop's thread: one that runs longer is probably waiting
+#: (a database, ``time.sleep``), and must not hold the others up.
 PATIENCE = 0.002
+#: The watchdog stops looking after this long with no request answered in
+#: the loop's thread (it is woken when one is).
+_WATCH_IDLE = 0.05
+#: How often (seconds) the event loop tells the master it is alive, at most
+#: (gunicorn's ``timeout`` counts in seconds).
+_NOTIFY_EVERY = 0.1
 #: How much of a body the app did not read is read and discarded so the
 #: connection can be kept; past that it is closed.
 _DRAIN = 64 * 1024
@@ -164,7 +177,15 @@ class GatedWorker(Worker):
         self.waiting: dict[Conn, None] = {}  # reading a head, idle, or lingering
         self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
         self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
-        self.tasks: queue.SimpleQueue[Conn] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[Conn | None] = queue.SimpleQueue()  # None: lead
+        self.dispatched: list[Conn] = []  # chosen by _dispatch, not handed out yet
+        self.baton = threading.Lock()  # who runs the event loop: see _answer_inline
+        self.inline: Conn | None = None  # what the loop's thread is answering itself
+        self.inline_seq = 0
+        self.watching = threading.Event()  # the watchdog polls while it is set
+        self.finished = threading.Event()  # the event loop has stopped
+        self.crashed = False
+        self.next_notify = 0.0
         self.ready: collections.deque[Conn] = collections.deque()  # complete heads, in order
         self.running: dict[Conn, float] = {}  # given to a thread and not back yet: when
         self.open = 0
@@ -207,17 +228,37 @@ class GatedWorker(Worker):
         self.selector.register(self.wake_r, selectors.EVENT_READ, self._woken)
         for listener in self.sockets:
             listener.setblocking(False)
-        for _ in range(self.threads):
+        # One thread more than may answer requests at once: the loop always
+        # has a thread, even when every other one answers a slow request.
+        for _ in range(self.threads + 1):
             threading.Thread(target=self._thread_main, daemon=True).start()
+        threading.Thread(target=self._watch, daemon=True).start()
+        self.tasks.put(None)
+        # The main thread only waits: gunicorn's signal handlers run in it.
+        while not self.finished.wait(1.0):
+            pass
+        if self.crashed:
+            raise RuntimeError("the worker's event loop failed (logged above)")
+
+    def _lead(self) -> None:
+        """Run the event loop in this thread, answering a request itself when
+        it dispatches one, until another thread takes the loop over (the
+        request took too long) or the worker stops."""
         while self.alive:
-            self._tick(self._may_accept())
+            mine = self._tick(self._may_accept())
+            if mine is not None and not self._answer_inline(mine):
+                return
             if os.getppid() != self.ppid:
                 self.log.info("Parent changed, shutting down: %s", self)
                 break
         self._stop()
+        self.finished.set()
 
-    def _tick(self, accepting: bool) -> None:
-        self.notify()
+    def _tick(self, accepting: bool) -> Conn | None:
+        """One turn of the event loop; the request this thread is to answer."""
+        if time.monotonic() >= self.next_notify:  # a system call: not every turn
+            self.notify()
+            self.next_notify = time.monotonic() + _NOTIFY_EVERY
         self._listen(accepting)
         now = time.monotonic()
         timeout = 1.0 if accepting else REBALANCE
@@ -226,6 +267,8 @@ class GatedWorker(Worker):
         due = self._next_dispatch(now)
         if due is not None:
             timeout = max(0.0, min(timeout, due - now))
+        if self.dispatched:
+            timeout = 0.0
         for key, _ in self.selector.select(timeout):
             key.data(key.fileobj)
         self._take_returned()
@@ -234,6 +277,18 @@ class GatedWorker(Worker):
         self._expire(now)
         if not accepting and self.alive:
             self._admit_overdue()
+        return self._hand_out(inline=True)
+
+    def _hand_out(self, inline: bool) -> Conn | None:
+        """Give the dispatched requests to free threads, but the first to
+        the loop's own thread when ``inline``; that one is returned."""
+        if not self.dispatched:
+            return None
+        mine = self.dispatched.pop(0) if inline else None
+        for conn in self.dispatched:
+            self.tasks.put(conn)
+        self.dispatched.clear()
+        return mine
 
     def _woken(self, _: object) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -403,7 +458,7 @@ class GatedWorker(Worker):
                 return
             conn = self.ready.popleft()
             self.running[conn] = now
-            self.tasks.put(conn)
+            self.dispatched.append(conn)
 
     def _next_dispatch(self, now: float) -> float | None:
         """When :meth:`_dispatch` may give the next request to a thread."""
@@ -413,22 +468,77 @@ class GatedWorker(Worker):
         return min(young, default=now) + PATIENCE
 
     def _take_returned(self) -> None:
-        """Connections the threads are done with: kept, or closed."""
+        """Connections the other threads are done with."""
         while True:
             try:
                 conn, keep = self.returned.get_nowait()
             except queue.Empty:
                 return
-            del self.running[conn]
-            if not (keep and self.alive):
-                self._linger(conn)
-                continue
-            conn.served = True
-            conn.sock.setblocking(False)
-            self._wait(conn, float(self.cfg.keepalive))
-            if conn.head:  # the client sent its next request already
-                self._deadline(conn, time.monotonic() + self.limits.header_timeout)
-                self._judge(conn)
+            self._take_back(conn, keep)
+
+    def _take_back(self, conn: Conn, keep: bool) -> None:
+        """A connection whose request was answered: kept, or closed."""
+        del self.running[conn]
+        if not (keep and self.alive):
+            self._linger(conn)
+            return
+        conn.served = True
+        conn.sock.setblocking(False)
+        self._wait(conn, float(self.cfg.keepalive))
+        if conn.head:  # the client sent its next request already
+            self._deadline(conn, time.monotonic() + self.limits.header_timeout)
+            self._judge(conn)
+
+    # -- answering in the loop's own thread ------------------------------------
+
+    def _answer_inline(self, conn: Conn) -> bool:
+        """Answer ``conn`` in the thread that runs the loop; whether this
+        thread still runs it afterwards.
+
+        Giving a request to another thread and taking the connection back
+        costs more than answering a quick request (measured head to head on
+        a quiet 2-CPU machine, wrk -c1 on ``/``: 362 us a request with the
+        hand-off, 269 us without; at half of gunicorn -w 2's rate, open loop,
+        p50 0.45-0.63 ms against 0.29-0.45; see docs/servers.rst). A slow
+        request must not stop the loop, though: the watchdog (:meth:`_watch`)
+        hands the loop to a free thread when one runs past :data:`PATIENCE`.
+        """
+        with self.baton:
+            self.inline_seq += 1
+            self.inline = conn
+        if not self.watching.is_set():  # set() takes a lock even when it is
+            self.watching.set()
+        keep = self._answer(conn)
+        with self.baton:
+            leads = self.inline is conn  # else the watchdog gave the loop away
+            if leads:
+                self.inline = None
+        if leads:
+            self._take_back(conn, keep)
+        else:
+            self.returned.put((conn, keep))
+            self._wake()
+        return leads
+
+    def _watch(self) -> None:
+        """The watchdog: while requests are answered in the loop's thread,
+        look every :data:`PATIENCE`, and give the loop to a free thread when
+        the same request is still being answered."""
+        idle = 0.0
+        while True:
+            self.watching.wait()
+            seq = self.inline_seq
+            time.sleep(PATIENCE)
+            with self.baton:
+                if self.inline is not None and self.inline_seq == seq:
+                    self.inline = None  # its thread sees it is no longer the loop's
+                    self.tasks.put(None)
+            idle = idle + PATIENCE if self.inline_seq == seq else 0.0
+            if idle >= _WATCH_IDLE:  # nothing answered inline lately: sleep until then
+                idle = 0.0
+                self.watching.clear()
+                if self.inline is not None:  # it started just now
+                    self.watching.set()
 
     # -- stopping --------------------------------------------------------------
 
@@ -459,6 +569,7 @@ class GatedWorker(Worker):
                 key.data(key.fileobj)
             self._take_returned()
             self._dispatch(time.monotonic())
+            self._hand_out(inline=False)
             self._expire(time.monotonic())
         if (self.running or self.ready) and self.report_fd >= 0:
             os.write(self.report_fd, b"cut\n")
@@ -468,13 +579,24 @@ class GatedWorker(Worker):
     def _thread_main(self) -> None:
         while True:
             conn = self.tasks.get()
-            keep = False
-            try:
-                keep = self._serve(conn)
-            except Exception:  # never lose the thread
-                self.log.exception("Error handling request")
+            if conn is None:
+                try:
+                    self._lead()
+                except BaseException:
+                    self.crashed = True
+                    self.finished.set()
+                    raise
+                continue
+            keep = self._answer(conn)
             self.returned.put((conn, keep))
             self._wake()
+
+    def _answer(self, conn: Conn) -> bool:
+        try:
+            return self._serve(conn)
+        except Exception:  # never lose the thread
+            self.log.exception("Error handling request")
+            return False
 
     def _serve(self, conn: Conn) -> bool:
         """Parse and answer one request; whether the connection is kept."""
