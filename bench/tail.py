@@ -42,6 +42,10 @@ def measure(results: Sequence[ContenderResult], plan: Plan, rounds: int, seconds
                 running(serve.contender, plan.python) as a,
                 running(reference.contender, plan.python) as b,
             ):
+                # Each server answers as soon as one worker is up: the
+                # others still booting (importing the app) would slow the
+                # first run, flask-serve's, by the CPU they take.
+                wait_quiet(plan.settle)
                 for logical, sub in ENDPOINTS:
                     if not rates[logical]:
                         continue
