@@ -146,6 +146,40 @@ def test_stops_are_prompt_and_clean(
             server.kill()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("backend", PROD_BACKENDS)
+def test_sigterm_to_the_process_then_its_group_is_one_graceful_stop(
+    backend: str, workers: str, tmp_path: Path
+) -> None:
+    # GNU timeout signals the server's process, then its whole group: the
+    # server gets SIGTERM twice. Still one graceful stop, said once (a second
+    # SIGTERM once cut the request in flight under waitress).
+    args = serve_args(backend, "--workers", workers, "--graceful-timeout", str(GRACE))
+    server = LiveServer(args, tmp_path / "server.log")
+    try:
+        server.start()
+        assert server.proc is not None
+        answers: list[Any] = []
+        request = threading.Thread(
+            target=lambda: answers.append(server.request("GET", "/sleep?s=1", timeout=GRACE + 5))
+        )
+        request.start()
+        time.sleep(0.3)  # the request is in flight
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # two deliveries, not one the kernel merged
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        status = server.proc.wait(GRACE + 5)
+        request.join(GRACE + 5)
+        output = server.log
+        assert answers and answers[0][0] == 200, (answers, output)
+        assert status == 0, output
+        assert output.count(" * Stopping") == 1, output
+        assert output.rstrip().endswith("* Stopped."), output
+        assert _group_gone(server.proc.pid), output
+    finally:
+        server.kill()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @needs_gunicorn
 def test_a_stop_while_the_workers_boot(sig: int, tmp_path: Path) -> None:

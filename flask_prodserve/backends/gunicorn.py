@@ -235,6 +235,11 @@ def _when_ready(lifecycle: Lifecycle, events: Events, reloader: Reloader) -> Non
                 _stopped_before_post_fork.append(signum)
                 return
             first = not stopping
+            if signum == signal.SIGTERM and not first:
+                # The same request again (GNU timeout signals the process and
+                # then its group): the graceful stop goes on, said once.
+                previous(signum, frame)
+                return
             stopping.append(signal.Signals(signum).name)
             if signum == signal.SIGINT and first:
                 signum = signal.SIGTERM  # a first Ctrl+C stops gracefully, as SIGTERM

@@ -114,8 +114,10 @@ def check_options(config: ServeConfig) -> None:
 
 
 class _StopRequest:
-    """Signal handler: the first signal asks for a graceful stop; a second is
-    Ctrl+C (``escalate``) or, in a supervised worker, the same request again."""
+    """Signal handler: the first signal asks for a graceful stop; a SIGTERM
+    after it is the same request again; a SIGINT after it is Ctrl+C pressed
+    again (``escalate``: stop at once) or, in a supervised worker, the same
+    request again."""
 
     def __init__(self, server: Any, events: Events, escalate: bool = True) -> None:
         self.server = server
@@ -124,6 +126,8 @@ class _StopRequest:
         self.requested = False
 
     def __call__(self, signum: int, frame: object) -> None:
+        if self.requested and signum == signal.SIGTERM:
+            return  # the same request again (GNU timeout signals the process, then its group)
         self.events.stopping(signal.Signals(signum).name, not self.requested)
         if self.requested and self.escalate:
             raise KeyboardInterrupt

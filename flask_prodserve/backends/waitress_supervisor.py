@@ -181,6 +181,8 @@ class Supervisor:
     def _handle(self, signum: int) -> None:
         if signum == signal.SIGHUP:
             self.reload()
+        elif signum == signal.SIGTERM and self.stops:
+            pass  # the same request again (GNU timeout signals the process, then its group)
         elif signum in (signal.SIGTERM, signal.SIGINT):
             first = not self.stops
             self.stopping = True
