@@ -8,7 +8,10 @@ secret key written into the code). Files are parsed with :mod:`ast`; nothing
 is imported or run.
 
 "The app's own source" is every ``.py`` file under ``app.root_path`` and the
-instance folder, apart from virtual environments and installed packages.
+instance folder, apart from virtual environments, installed packages and
+folders that are projects of their own (a ``.git``, ``pyproject.toml`` or
+``setup.py`` in them): an ``app.py`` in a folder that holds other projects
+(a home folder, ``/tmp``) must not be warned about their code.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 _MAX_FILES = 300  # a bound for a project folder that holds much more than the app
 _SKIPPED_DIRS = {"node_modules", "__pycache__", "site-packages", "dist-packages", "tests"}
+_PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py")
 _ROUTE_DECORATORS = {"route", "get", "post", "put", "patch", "delete"}
 _MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque"}
 _MUTATORS = {
@@ -114,7 +118,9 @@ def app_files(app: Flask, suffixes: tuple[str, ...] = (".py",)) -> list[Path]:
 
 def _skipped(folder: Path) -> bool:
     hidden = folder.name.startswith(".")
-    return hidden or folder.name in _SKIPPED_DIRS or (folder / "pyvenv.cfg").exists()
+    if hidden or folder.name in _SKIPPED_DIRS or (folder / "pyvenv.cfg").exists():
+        return True
+    return any((folder / marker).exists() for marker in _PROJECT_MARKERS)
 
 
 def scan(app: Flask) -> SourceScan:

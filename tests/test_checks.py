@@ -773,6 +773,22 @@ def test_shared_state_found_in_source(tmp_path: Path, source: str, expected: lis
     assert [f"{s.name} {s.kind} {' '.join(s.views)}" for s in states] == expected
 
 
+def test_projects_beside_the_app_are_not_its_source(tmp_path: Path) -> None:
+    # An app.py in a folder that also holds other projects (a home folder,
+    # /tmp): their code is not the app's, and must not be warned about.
+    (tmp_path / "app.py").write_text("from flask import Flask\n")
+    for name, marker in (("clone", ".git"), ("tool", "pyproject.toml"), ("old", "setup.py")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / marker).touch()
+        (tmp_path / name / "views.py").write_text("from flask import session\nsession['a'] = 1\n")
+    (tmp_path / "helpers").mkdir()  # a folder of the app's own code is still read
+    (tmp_path / "helpers" / "util.py").write_text("X = 1\n")
+    app = good_app(root=str(tmp_path), SECRET_KEY=None)
+    files = [p.relative_to(tmp_path).as_posix() for p in sourcescan.app_files(app)]
+    assert files == ["app.py", "helpers/util.py"]
+    assert "PS207" not in found(app)
+
+
 def test_server_side_sessions_need_no_key(tmp_path: Path) -> None:
     # Flask-Session replaces the session interface: its sessions need no SECRET_KEY.
     (tmp_path / "app.py").write_text("from flask import session\nsession['a'] = 1\n")
