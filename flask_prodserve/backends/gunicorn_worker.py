@@ -74,6 +74,7 @@ from .headgate import (
     head_end,
     head_verdict,
 )
+from .rungate import next_start
 
 _READ_SIZE = 64 * 1024
 #: How long a refused or finished connection is read (what arrives is
@@ -453,8 +454,7 @@ class GatedWorker(Worker):
         fewer than :data:`RUNNING` of those in threads started within
         :data:`PATIENCE`."""
         while self.ready and len(self.running) < self.threads:
-            young = sum(1 for t in self.running.values() if now - t < PATIENCE)
-            if young >= RUNNING:
+            if next_start(self.running.values(), now, RUNNING, PATIENCE) > now:
                 return
             conn = self.ready.popleft()
             self.running[conn] = now
@@ -464,8 +464,7 @@ class GatedWorker(Worker):
         """When :meth:`_dispatch` may give the next request to a thread."""
         if not self.ready or len(self.running) >= self.threads:
             return None
-        young = [t for t in self.running.values() if now - t < PATIENCE]
-        return min(young, default=now) + PATIENCE
+        return next_start(self.running.values(), now, RUNNING, PATIENCE)
 
     def _take_returned(self) -> None:
         """Connections the other threads are done with."""

@@ -1,4 +1,4 @@
-"""How many requests a worker process runs at once: one, unless it is slow.
+"""When a worker process starts its next request: at once while it runs none.
 
 Threads of one process take turns on the GIL: eight requests running at once
 in one process each take about eight times longer, in an order no one
@@ -6,61 +6,19 @@ chose, and a request that came first may finish last. A worker serving short
 requests one at a time, in the order they came, answers most of them sooner
 and none of them much later. But a request that waits (on a database, a
 file, ``time.sleep``) must not hold up the others: once the running requests
-have all run for :data:`PATIENCE`, the next one starts anyway.
+have all run for ``patience``, the next one starts anyway.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-
-#: How long (seconds) a request runs alone before the next one may start.
-PATIENCE = 0.002
+from collections.abc import Iterable
 
 
-class RunGate:
-    """Admits requests in the order they ask: ``limit`` at once, more once
-    those have run for ``patience``."""
-
-    def __init__(self, limit: int = 1, patience: float = PATIENCE) -> None:
-        self.limit = limit
-        self.patience = patience
-        self._lock = threading.Lock()
-        self._started: dict[object, float] = {}  # running requests: token -> start
-        self._waiting: deque[tuple[object, threading.Event]] = deque()
-
-    def _young(self, now: float) -> list[float]:
-        return [t for t in self._started.values() if now - t < self.patience]
-
-    def enter(self) -> object:
-        """Wait for this request's turn; the token to give :meth:`leave`."""
-        token = object()
-        with self._lock:
-            now = time.monotonic()
-            young = self._young(now)
-            if not self._waiting and len(young) < self.limit:
-                self._started[token] = now
-                return token
-            turn = threading.Event()
-            self._waiting.append((token, turn))
-        while True:
-            with self._lock:
-                if token in self._started:  # handed over by leave()
-                    return token
-                now = time.monotonic()
-                young = self._young(now)
-                if len(young) < self.limit and self._waiting[0][0] is token:
-                    self._waiting.popleft()
-                    self._started[token] = now
-                    return token
-                wait = min(young) + self.patience - now if young else self.patience
-            turn.wait(max(wait, 0.0005))
-
-    def leave(self, token: object) -> None:
-        with self._lock:
-            del self._started[token]
-            if self._waiting:
-                nxt, turn = self._waiting.popleft()
-                self._started[nxt] = time.monotonic()
-                turn.set()
+def next_start(started: Iterable[float], now: float, limit: int, patience: float) -> float:
+    """When the next request may start, given when the running ones did:
+    ``now`` while fewer than ``limit`` of them started within ``patience``,
+    else once enough of those have run that long."""
+    young = sorted(t for t in started if now - t < patience)
+    if len(young) < limit:
+        return now
+    return young[len(young) - limit] + patience
