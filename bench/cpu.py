@@ -95,9 +95,13 @@ def parallel_scaling(seconds: float = 0.5) -> float | None:
     several processes over waitress's one shrinks with it (docs/servers.rst).
     """
     import multiprocessing
+    import signal
 
     one = _spin(seconds)
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    # The pool ends its processes with SIGTERM: without the default action
+    # they would run bench/run.py's handler and print a KeyboardInterrupt.
+    default = (signal.SIGTERM, signal.SIG_DFL)
+    with multiprocessing.get_context("fork").Pool(2, signal.signal, default) as pool:
         two = sum(pool.map(_spin, [seconds, seconds]))
     return round(two / one, 2) if one else None
 
