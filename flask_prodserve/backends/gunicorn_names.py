@@ -7,9 +7,10 @@ hooks, ``worker_class`` given as a class, and the worker base class
 ``notify``, ``handle_exit``, ``handle_quit``, ``handle_error``, ``alive``,
 ``sockets``, ``wsgi``, ``nr``, ``max_requests``).
 
-Our worker (:mod:`.gunicorn_worker`) also uses the HTTP layer that every
-gunicorn worker uses, which gunicorn does not document. These are all the
-names it relies on, unchanged in every release from 23.0 to 27.0:
+Our worker (:mod:`.gunicorn_worker`, which answers requests in
+:mod:`.gunicorn_answer`) also uses the HTTP layer that every gunicorn worker
+uses, which gunicorn does not document. These are all the names it relies
+on, unchanged in every release from 23.0 to 27.0:
 
 - ``gunicorn.http.RequestParser(cfg, source, peer)``, iterated with ``next()``;
   ``source`` is anything with ``recv(size)``;
