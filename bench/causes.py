@@ -1,16 +1,18 @@
 """Where a request's latency goes inside ``flask serve --prod`` (gunicorn).
 
-    .venv/bin/python -m bench.causes [--path /json] [--seconds 5] [-- FLAGS...]
+    .venv/bin/python -m bench.causes [--path /json] [--seconds 5] [--rate N] [-- FLAGS...]
 
 Serves ``bench/bench_app.py`` with the tracing worker (:mod:`bench.traceworker`),
-loads it with ``wrk -t1 -c32`` and prints, next to wrk's own p50/p99 (from the
-client's side: everything), how long requests spent in each stage the worker
-sees: in its queue (head complete, waiting for its turn), handed to a thread
-but not started (the thread waiting for the GIL), and in the thread (parse,
-app, response: its own GIL waits included), as percentiles and a histogram,
-plus the server's context switches per request. What wrk sees beyond the
-worker's total is the kernel, and the event loop waiting for the GIL before
-it reads the request.
+loads it with ``wrk -t1 -c32`` (or, with ``--rate``, the open-loop generator
+of :mod:`bench.openloop` at that many requests per second) and prints, next
+to the client's own p50/p99 (everything), how long requests spent in each
+stage the worker sees: in its queue (head complete, waiting for its turn),
+handed to a thread but not started (the thread waiting for the GIL), and in
+the thread (parse, app, response: its own GIL waits included), as
+percentiles and a histogram, plus the server's context switches per
+request. What the client sees beyond the worker's total is the kernel, and
+the time before the event loop reads the request: its thread answering
+another one, or waiting for the GIL.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if __package__ in (None, ""):
 
 from bench.contenders import APP_MODULE, HOST, BenchError, Contender
 from bench.cpu import group_switches
+from bench.openloop import run as open_loop_run
 from bench.servers import running
 from bench.wrk import WrkSettings, parse_wrk
 
@@ -55,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--path", default="/json")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rate", type=float, help="requests/s, open loop (bench/openloop.py), instead of wrk"
+    )
     parser.add_argument("flags", nargs="*", help="more flask serve flags (after --)")
     args = parser.parse_args(argv)
     wrk_path = shutil.which("wrk")
@@ -78,7 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wrk.warm_up(url)
                 switches = group_switches(server.pgid or 0)
                 start = time.perf_counter()
-                output = wrk.run(url, args.seconds)
+                if args.rate:
+                    loop = open_loop_run(HOST, server.port, args.path, args.rate, args.seconds)
+                    client = (loop.sent, loop.sent / args.seconds, loop.p50_ms, loop.p99_ms)
+                    load = f"open loop at {args.rate:.0f}/s"
+                else:
+                    total = parse_wrk(wrk.run(url, args.seconds))
+                    client = (
+                        total.requests,
+                        total.requests_per_sec,
+                        total.latency_p50_ms or 0.0,
+                        total.latency_p99_ms or 0.0,
+                    )
+                    load = f"wrk -c{args.connections}"
                 end = time.perf_counter()
                 switches = group_switches(server.pgid or 0) - switches
         except BenchError as exc:
@@ -90,18 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 read, dispatched, started, done = (float(x) for x in line.split())
                 if start <= read <= end:
                     rows.append((read, dispatched, started, done))
-    total = parse_wrk(output)
+    requests, per_second, p50, p99 = client
     stages = {
         "in the worker's queue": [(d - r) * 1000 for r, d, s, e in rows],
         "handed over, not started": [(s - d) * 1000 for r, d, s, e in rows],
         "in the thread": [(e - s) * 1000 for r, d, s, e in rows],
         "worker total": [(e - r) * 1000 for r, d, s, e in rows],
     }
-    print(f"flask serve --prod {' '.join(args.flags)}: GET {args.path}, wrk -c{args.connections}")
+    print(f"flask serve --prod {' '.join(args.flags)}: GET {args.path}, {load}")
     print(
-        f"wrk (client side): {total.requests_per_sec:.0f} req/s, p50 {total.latency_p50_ms} ms,"
-        f" p99 {total.latency_p99_ms} ms; server context switches per request:"
-        f" {switches / max(total.requests, 1):.1f}"
+        f"client side: {per_second:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms;"
+        f" server context switches per request: {switches / max(requests, 1):.1f}"
     )
     for name, values in stages.items():
         print(
