@@ -6,9 +6,10 @@ headers are in: fifty clients sending a header line every few seconds hold
 every thread (slowloris). :class:`GatedWorker` reads each request head in
 its event loop instead, without blocking, and gives only a complete one to a
 thread, which parses and answers it with gunicorn's own HTTP parser and
-response (the bytes read so far come first; :mod:`.gunicorn_answer`). A head that takes longer than
-``header_timeout`` gets a 408, one larger than ``max_header_size`` a 431,
-ambiguous framing a 400 (see :mod:`.headgate`).
+response (the bytes read so far come first; see :mod:`.gunicorn_answer`).
+A head that takes longer than ``header_timeout`` gets a 408, one larger
+than ``max_header_size`` a 431, ambiguous framing a 400 (see
+:mod:`.headgate`).
 
 The worker stands on gunicorn's documented worker base class; the few
 undocumented names of gunicorn's HTTP layer it uses are listed, with the
