@@ -13,6 +13,13 @@ percentiles and a histogram, plus the server's context switches per
 request. What the client sees beyond the worker's total is the kernel, and
 the time before the event loop reads the request: its thread answering
 another one, or waiting for the GIL.
+
+With two workers or more it also prints how evenly they shared the requests,
+window by window (:data:`WINDOW` seconds): a total split evenly over a run
+can hide one worker taking nearly every request for a while, queueing them
+behind each other while the other idles, as a client that reuses its most
+recently used kept-alive connection first (nginx's upstream keepalive,
+urllib3's pool, ``bench/openloop.c``) makes it do.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from bench.servers import running
 from bench.wrk import WrkSettings, parse_wrk
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50)
+#: The window (seconds) over which the workers' shares of requests are counted.
+WINDOW = 0.1
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -51,6 +60,30 @@ def histogram(values: Sequence[float]) -> str:
         label = f"<{high}" if low == 0 else f">={low}" if high is None else f"{low}-{high}"
         cells.append(f"{label}:{n / max(len(values), 1):6.1%}")
     return "  ".join(cells)
+
+
+def busiest_shares(started: Sequence[Sequence[float]], width: float) -> list[float]:
+    """For each ``width``-long window in which requests started, the share of
+    them that the busiest worker took; ``started`` holds each worker's start
+    times."""
+    counts: dict[int, list[int]] = {}
+    for worker, times in enumerate(started):
+        for t in times:
+            counts.setdefault(int(t // width), [0] * len(started))[worker] += 1
+    return [max(c) / sum(c) for _, c in sorted(counts.items())]
+
+
+def sharing(started: Sequence[Sequence[float]]) -> str:
+    """How evenly the workers took requests, window by window (see the module)."""
+    shares = busiest_shares(started, WINDOW)
+    even = 1.0 / len(started)
+    near = sum(1 for s in shares if s <= even + (1 - even) / 2) / max(len(shares), 1)
+    totals = "/".join(str(len(times)) for times in sorted(started, key=len, reverse=True))
+    return (
+        f"  {len(started)} workers took {totals} requests; in each {WINDOW * 1000:.0f} ms window"
+        f" the busiest took p50 {percentile(shares, 50):.0%}, p90 {percentile(shares, 90):.0%}"
+        f" of them; within half-way of an even split in {near:.0%} of the windows"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,11 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"failed: {exc}")
             return 1
         rows = []
+        by_worker = []
         for trace in Path(folder).glob("*.txt"):
+            mine = []
             for line in trace.read_text().splitlines():
                 read, dispatched, started, done = (float(x) for x in line.split())
                 if start <= read <= end:
-                    rows.append((read, dispatched, started, done))
+                    mine.append((read, dispatched, started, done))
+            rows += mine
+            by_worker.append([started for _, _, started, _ in mine])
     requests, per_second, p50, p99 = client
     stages = {
         "in the worker's queue": [(d - r) * 1000 for r, d, s, e in rows],
@@ -126,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  p99 {percentile(values, 99):6.2f}  max {max(values, default=0):7.1f} ms"
         )
         print(f"  {'':<26} {histogram(values)}")
+    if len(by_worker) > 1:
+        print(sharing(by_worker))
     return 0
 
 

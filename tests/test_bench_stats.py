@@ -1,4 +1,5 @@
-"""The benchmark's verdicts: the interval of paired ratios and PASS/FAIL/UNCLEAR.
+"""The benchmark's verdicts (the interval of paired ratios, PASS/FAIL/UNCLEAR) and
+bench/causes.py's count of how evenly the workers shared requests.
 
 The benchmark itself is run by hand (it takes half an hour and a quiet
 machine); what decides its verdicts is pure arithmetic and is tested here.
@@ -10,6 +11,7 @@ import math
 
 import pytest
 
+from bench.causes import busiest_shares, sharing
 from bench.stats import Estimate, interval
 
 
@@ -82,3 +84,21 @@ def test_prefix_check_shows_the_cost_and_its_interval() -> None:
     assert (check.target, check.verdict) == ("cost <= 3%", "PASS")
     worse = Estimate(0.98, 0.96, 1.0, "60 x A B B A", None).check("prefix", 0.97, as_cost=True)
     assert worse.verdict == "UNCLEAR"
+
+
+def test_busiest_shares_counts_each_window_apart() -> None:
+    # Worker 0 takes all of the first window, they split the second evenly,
+    # and worker 1 takes three of the four in the third.
+    started = [[0.01, 0.02, 0.11, 0.21], [0.15, 0.22, 0.23, 0.24]]
+    assert busiest_shares(started, 0.1) == [1.0, 0.5, 0.75]
+
+
+def test_sharing_shows_what_an_even_total_hides() -> None:
+    # 50/50 over the run, but one worker at a time takes every request.
+    turns = [[w * 0.1 + 0.05 + i * 0.001 for w in range(0, 10, 2) for i in range(10)]]
+    turns.append([t + 0.1 for t in turns[0]])
+    line = sharing(turns)
+    assert "2 workers took 50/50 requests" in line
+    assert "the busiest took p50 100%, p90 100%" in line
+    assert "even split in 0% of the windows" in line
+    assert "even split in 100% of the windows" in sharing([[0.01, 0.11], [0.02, 0.12]])
