@@ -19,18 +19,26 @@ window by window (:data:`WINDOW` seconds): a total split evenly over a run
 can hide one worker taking nearly every request for a while, queueing them
 behind each other while the other idles, as a client that reuses its most
 recently used kept-alive connection first (nginx's upstream keepalive,
-urllib3's pool, ``bench/openloop.c``) makes it do.
+urllib3's pool, ``bench/openloop.c``) makes it do. With ``--rate`` it then
+matches each request the generator sent to the worker that answered it
+(the generator numbers them) and counts those sent while that worker was
+answering another (a collision: they wait for it), how often another worker
+idled meanwhile, how many of the slowest 1 % collided, and the p99 of the
+requests that found their worker idle.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -86,6 +94,83 @@ def sharing(started: Sequence[Sequence[float]]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Arrivals:
+    """What the requests of an open-loop run found when they were sent."""
+
+    requests: int  # matched to the worker that answered them
+    collided: int  # sent while that worker was answering another
+    other_idle: int  # of those, sent while another worker answered none
+    slow: int  # in the slowest 1 % (latency at or above the p99)
+    slow_collided: int
+    idle_p99_ms: float  # p99 latency of the requests sent to an idle worker
+    idle_slow_late_ms: float  # median of the slow ones among those: due to sent (the generator)
+    idle_slow_wait_ms: float  # and sent to read
+
+
+def arrivals(
+    sent: Mapping[int, tuple[float, float, float]],
+    answered: Sequence[Sequence[tuple[int, float, float, float]]],
+) -> Arrivals:
+    """``sent``: request number -> (when due, when written, latency in ms),
+    as the generator saw it; ``answered``: each worker's (request number, head
+    read, answer started, answer done), on the same clock."""
+    spans = [sorted((started, done) for _, _, started, done in worker) for worker in answered]
+    starts = [[started for started, _ in worker] for worker in spans]
+
+    def answering(worker: int, t: float) -> bool:
+        """Whether ``worker`` was answering a request it had started before ``t``."""
+        i = bisect.bisect_left(starts[worker], t) - 1
+        return i >= 0 and spans[worker][i][1] > t
+
+    latencies = sorted(latency for _, _, latency in sent.values())
+    p99 = percentile(latencies, 99)
+    matched = collided = other_idle = slow = slow_collided = 0
+    idle: list[float] = []
+    idle_slow_waits: list[float] = []
+    idle_slow_lates: list[float] = []
+    for worker, records in enumerate(answered):
+        others = [w for w in range(len(answered)) if w != worker]
+        for number, read, _, _ in records:
+            if number not in sent:
+                continue
+            due, written, latency = sent[number]
+            matched += 1
+            hit = answering(worker, written)
+            collided += hit
+            other_idle += hit and any(not answering(w, written) for w in others)
+            slow += latency >= p99
+            slow_collided += hit and latency >= p99
+            if not hit:
+                idle.append(latency)
+                if latency >= p99:
+                    idle_slow_lates.append((written - due) * 1000)
+                    idle_slow_waits.append((read - written) * 1000)
+    return Arrivals(
+        matched,
+        collided,
+        other_idle,
+        slow,
+        slow_collided,
+        percentile(idle, 99),
+        statistics.median(idle_slow_lates) if idle_slow_lates else 0.0,
+        statistics.median(idle_slow_waits) if idle_slow_waits else 0.0,
+    )
+
+
+def describe(found: Arrivals) -> str:
+    """Two lines for the report."""
+    share = found.collided / max(found.requests, 1)
+    return (
+        f"  sent while their worker answered another: {share:.1%} of requests (another"
+        f" worker idle meanwhile for {found.other_idle / max(found.collided, 1):.0%} of them);"
+        f" {found.slow_collided} of the {found.slow} slowest 1 %\n"
+        f"  sent to an idle worker: p99 {found.idle_p99_ms:.2f} ms; the slowest 1 % of those"
+        f" were sent p50 {found.idle_slow_late_ms:.2f} ms late (the generator) and read"
+        f" p50 {found.idle_slow_wait_ms:.2f} ms after"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", default="/json")
@@ -117,8 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wrk.warm_up(url)
                 switches = group_switches(server.pgid or 0)
                 start = time.perf_counter()
+                dump = Path(folder) / "client.dump"
                 if args.rate:
-                    loop = open_loop_run(HOST, server.port, args.path, args.rate, args.seconds)
+                    loop = open_loop_run(
+                        HOST, server.port, args.path, args.rate, args.seconds, dump
+                    )
                     client = (loop.sent, loop.sent / args.seconds, loop.p50_ms, loop.p99_ms)
                     load = f"open loop at {args.rate:.0f}/s"
                 else:
@@ -137,14 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         rows = []
         by_worker = []
+        numbered = []
         for trace in Path(folder).glob("*.txt"):
             mine = []
             for line in trace.read_text().splitlines():
-                read, dispatched, started, done = (float(x) for x in line.split())
+                *stamps, number = line.split()
+                read, dispatched, started, done = (float(x) for x in stamps)
                 if start <= read <= end:
-                    mine.append((read, dispatched, started, done))
-            rows += mine
-            by_worker.append([started for _, _, started, _ in mine])
+                    mine.append((read, dispatched, started, done, int(number)))
+            rows += [stamps[:4] for stamps in mine]
+            by_worker.append([started for _, _, started, _, _ in mine])
+            numbered.append([(n, read, started, done) for read, _, started, done, n in mine])
+        sent = {}
+        if dump.exists():
+            for line in dump.read_text().splitlines():
+                number, due, written, latency = line.split()
+                sent[int(number)] = (float(due), float(written), float(latency))
     requests, per_second, p50, p99 = client
     stages = {
         "in the worker's queue": [(d - r) * 1000 for r, d, s, e in rows],
@@ -165,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {'':<26} {histogram(values)}")
     if len(by_worker) > 1:
         print(sharing(by_worker))
+    if sent:
+        print(describe(arrivals(sent, numbered)))
     return 0
 
 

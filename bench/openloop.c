@@ -6,8 +6,11 @@
  * connections gunicorn's sync workers close after every response, so this
  * is C: bench/openloop.py compiles it with the system's cc and runs it.
  *
- *   openloop HOST PORT PATH RATE SECONDS
+ *   openloop HOST PORT PATH RATE SECONDS [DUMP]
  * prints one line: sent ok errors p50 p90 p99 p999 max (ms) late_ms cpu_s
+ * With DUMP, request i asks for PATH?n=i (so a server's trace can name it)
+ * and DUMP gets a line per answered request: i due_s written_s latency_ms
+ * (seconds on CLOCK_MONOTONIC, as Python's time.perf_counter on Linux).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -35,6 +38,10 @@ typedef struct {
     int busy;      /* a request is on it */
     int connected;
     double due;    /* when its request was due */
+    double wrote;  /* when its first byte was written */
+    long id;       /* its request's number */
+    char req[1024];
+    size_t req_len;
     size_t sent;   /* bytes of the request written */
     char buf[BUF];
     size_t len;
@@ -42,12 +49,17 @@ typedef struct {
 
 static conn_t conns[MAX_CONNS];
 static int idle[MAX_CONNS], n_idle, n_open;
-static double *lat;
+static double *lat, *dues, *wrotes;
+static long *ids;
 static long n_lat, errors, sent;
-static double *pending; /* due times waiting for a connection (FIFO) */
+static long *pending; /* requests waiting for a connection (FIFO) */
 static long p_head, p_tail;
 static char request[1024];
 static size_t request_len;
+static const char *path;
+static char *host, *port;
+static int numbered; /* PATH?n=i (with DUMP) */
+static double t0, rate;
 static struct sockaddr_in addr;
 static int ep;
 
@@ -90,48 +102,62 @@ static conn_t *open_conn(void) {
     return NULL;
 }
 
-static void start(conn_t *c, double due) {
+static void write_some(conn_t *c) {
+    if (c->sent == 0) c->wrote = now();
+    ssize_t n = write(c->fd, c->req + c->sent, c->req_len - c->sent);
+    if (n > 0) c->sent += (size_t)n;
+}
+
+static void start(conn_t *c, long id) {
     c->busy = 1;
-    c->due = due;
+    c->id = id;
+    c->due = t0 + id / rate;
     c->sent = 0;
+    if (numbered)
+        c->req_len = (size_t)snprintf(c->req, sizeof c->req, "GET %s%cn=%ld HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
+                                      path, strchr(path, '?') ? '&' : '?', id, host, port);
+    else
+        memcpy(c->req, request, c->req_len = request_len);
     sent++;
     if (c->connected) {
-        ssize_t n = write(c->fd, request, request_len);
-        if (n > 0) c->sent = (size_t)n;
-        if (c->sent < request_len) watch(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+        write_some(c);
+        if (c->sent < c->req_len) watch(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
     }
 }
 
-static void issue(double due) {
+static void issue(long id) {
     if (n_idle > 0) {
-        start(&conns[idle[--n_idle]], due);
+        start(&conns[idle[--n_idle]], id);
         return;
     }
     if (n_open < MAX_CONNS) {
         conn_t *c = open_conn();
         if (c) {
-            start(c, due);
+            start(c, id);
             return;
         }
     }
-    pending[p_tail++] = due;
+    pending[p_tail++] = id;
 }
 
 static void done(conn_t *c, int ok, int reuse) {
     double t = now();
-    if (ok)
+    if (ok) {
+        ids[n_lat] = c->id;
+        dues[n_lat] = c->due;
+        wrotes[n_lat] = c->wrote;
         lat[n_lat++] = (t - c->due) * 1000.0;
-    else
+    } else
         errors++;
     c->busy = 0;
     if (!reuse || !ok) drop(c);
     if (p_head < p_tail) { /* the oldest waiting request takes this turn */
-        double due = pending[p_head++];
+        long id = pending[p_head++];
         if (reuse && ok) {
-            start(c, due);
+            start(c, id);
         } else {
             conn_t *n = open_conn();
-            if (n) start(n, due); else errors++;
+            if (n) start(n, id); else errors++;
         }
     } else if (reuse && ok) {
         idle[n_idle++] = (int)(c - conns);
@@ -167,11 +193,8 @@ static void event(conn_t *c, uint32_t events) {
         }
         c->connected = 1;
     }
-    if (c->busy && c->sent < request_len && (events & EPOLLOUT)) {
-        ssize_t n = write(c->fd, request + c->sent, request_len - c->sent);
-        if (n > 0) c->sent += (size_t)n;
-    }
-    if (!c->busy || c->sent >= request_len) watch(c, EPOLLIN, EPOLL_CTL_MOD);
+    if (c->busy && c->sent < c->req_len && (events & EPOLLOUT)) write_some(c);
+    if (!c->busy || c->sent >= c->req_len) watch(c, EPOLLIN, EPOLL_CTL_MOD);
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         for (;;) {
             ssize_t n = read(c->fd, c->buf + c->len, BUF - 1 - c->len);
@@ -214,13 +237,21 @@ static double pct(double p) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: openloop HOST PORT PATH RATE SECONDS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: openloop HOST PORT PATH RATE SECONDS [DUMP]\n");
         return 2;
     }
-    double rate = atof(argv[4]), seconds = atof(argv[5]);
+    host = argv[1];
+    port = argv[2];
+    path = argv[3];
+    numbered = argc == 7;
+    rate = atof(argv[4]);
+    double seconds = atof(argv[5]);
     long total = (long)(rate * seconds);
     lat = calloc((size_t)total + 1, sizeof *lat);
+    dues = calloc((size_t)total + 1, sizeof *dues);
+    wrotes = calloc((size_t)total + 1, sizeof *wrotes);
+    ids = calloc((size_t)total + 1, sizeof *ids);
     pending = calloc((size_t)total + 1, sizeof *pending);
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)atoi(argv[2]));
@@ -233,7 +264,8 @@ int main(int argc, char **argv) {
     struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, timer, &tev);
 
-    double t0 = now() + 0.05, late = 0;
+    t0 = now() + 0.05;
+    double late = 0;
     long next = 0;
     struct epoll_event evs[256];
     double deadline = t0 + seconds + 30;
@@ -242,8 +274,7 @@ int main(int argc, char **argv) {
         while (next < total && t0 + next / rate <= t) {
             double due = t0 + next / rate;
             if (t - due > late) late = t - due;
-            issue(due);
-            next++;
+            issue(next++);
         }
         if (next < total) {
             double due = t0 + next / rate;
@@ -263,6 +294,16 @@ int main(int argc, char **argv) {
         }
     }
     errors += sent - n_lat - errors; /* never answered before the deadline */
+    if (numbered) {
+        FILE *out = fopen(argv[6], "w");
+        if (!out) {
+            perror(argv[6]);
+            return 1;
+        }
+        for (long i = 0; i < n_lat; i++)
+            fprintf(out, "%ld %.6f %.6f %.4f\n", ids[i], dues[i], wrotes[i], lat[i]);
+        fclose(out);
+    }
     qsort(lat, (size_t)n_lat, sizeof *lat, cmp);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

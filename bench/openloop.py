@@ -59,9 +59,16 @@ def binary() -> Path:
     return BINARY
 
 
-def run(host: str, port: int, path: str, rate: float, seconds: float) -> OpenLoopResult:
-    """Send ``rate`` requests per second to ``path`` for ``seconds``."""
+def run(
+    host: str, port: int, path: str, rate: float, seconds: float, dump: Path | None = None
+) -> OpenLoopResult:
+    """Send ``rate`` requests per second to ``path`` for ``seconds``; with
+    ``dump``, request *i* asks for ``path?n=i`` and ``dump`` gets a line per
+    answered request: *i*, when it was due and when written (seconds, on
+    ``time.perf_counter``'s clock), and its latency (ms)."""
     argv = [str(binary()), host, str(port), path, str(rate), str(seconds)]
+    if dump is not None:
+        argv.append(str(dump))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     fields = out.stdout.split()
     if out.returncode != 0 or len(fields) != 10:

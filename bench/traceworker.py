@@ -2,7 +2,8 @@
 
 It notes, for every request, when its head was complete in the event loop,
 when the loop gave it to a thread, and when that thread started and finished
-it, and writes them to ``$BENCH_TRACE_DIR/<pid>.txt`` when the worker
+it, and its number when the open-loop generator numbered it (``?n=I``; else
+-1), and writes them to ``$BENCH_TRACE_DIR/<pid>.txt`` when the worker
 stops. Served with ``--server-options '{"worker_class":
 "bench.traceworker.TracingWorker"}'``; bench code only (it wraps private
 methods of our own worker).
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import time
 from typing import Any
 
 from flask_prodserve.backends.gunicorn_worker import Conn, GatedWorker
+
+_NUMBER = re.compile(rb"[?&]n=(\d+)[& ]")
 
 
 class _StampingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
@@ -27,7 +31,7 @@ class _StampingQueue(queue.SimpleQueue):  # type: ignore[type-arg]
 
 class TracingWorker(GatedWorker):
     def init_process(self) -> None:
-        self.trace: list[tuple[float, float, float, float]] = []
+        self.trace: list[tuple[float, float, float, float, int]] = []
         super().init_process()
 
     def run(self) -> None:
@@ -40,16 +44,21 @@ class TracingWorker(GatedWorker):
 
     def _serve(self, conn: Conn) -> bool:
         started = time.perf_counter()
+        number = _NUMBER.search(conn.head, 0, conn.head.find(b"\r\n"))
+        n = int(number.group(1)) if number else -1  # before _serve consumes the head
         keep = super()._serve(conn)
         # A request answered in the event loop's own thread was never queued.
         dispatched = vars(conn).pop("t_dispatch", started)
-        stamps = (conn.t_read, dispatched, started, time.perf_counter())  # type: ignore[attr-defined]
-        self.trace.append(stamps)
+        read = conn.t_read  # type: ignore[attr-defined]
+        self.trace.append((read, dispatched, started, time.perf_counter(), n))
         return keep
 
     def _stop(self) -> None:
         folder = os.environ.get("BENCH_TRACE_DIR")
         if folder:
             with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as out:
-                out.writelines(" ".join(f"{t:.6f}" for t in row) + "\n" for row in self.trace)
+                out.writelines(
+                    f"{read:.6f} {dispatched:.6f} {started:.6f} {done:.6f} {n}\n"
+                    for read, dispatched, started, done, n in self.trace
+                )
         super()._stop()

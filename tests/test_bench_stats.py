@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from bench.causes import busiest_shares, sharing
+from bench.causes import arrivals, busiest_shares, describe, sharing
 from bench.stats import Estimate, interval
 
 
@@ -102,3 +102,34 @@ def test_sharing_shows_what_an_even_total_hides() -> None:
     assert "the busiest took p50 100%, p90 100%" in line
     assert "even split in 0% of the windows" in line
     assert "even split in 100% of the windows" in sharing([[0.01, 0.11], [0.02, 0.12]])
+
+
+def test_arrivals_counts_requests_sent_while_their_worker_was_busy() -> None:
+    # Worker 0 answers 1 over [0, 1) s; 2 is sent to it at 0.5 s, while worker
+    # 1 idles, and read at 1.0 s; 3 goes to worker 1, idle, at 2.0 s; 4 is
+    # sent to worker 1 at 2.2 s while it answers 3 and worker 0 answers 5.
+    early = {1: (0.0, 1.0), 2: (0.5, 9.0), 3: (2.0, 2.0), 4: (2.2, 3.0), 5: (2.1, 1.0)}
+    sent = {n: (written, written, ms) for n, (written, ms) in early.items()}
+    answered = [
+        [(1, 0.0, 0.0, 1.0), (2, 1.0, 1.0, 1.5), (5, 2.1, 2.1, 2.5)],
+        [(3, 2.0, 2.0, 2.4), (4, 2.4, 2.4, 2.9), (-1, 0.1, 0.1, 0.2)],  # -1: not numbered
+    ]
+    found = arrivals(sent, answered)
+    assert (found.requests, found.collided, found.other_idle) == (5, 2, 1)
+    assert (found.slow, found.slow_collided) == (1, 1)  # 2, at 9 ms
+    assert found.idle_p99_ms == 2.0  # of 1, 3 and 5
+    assert found.idle_slow_wait_ms == found.idle_slow_late_ms == 0.0  # none slow and idle
+    assert "40.0% of requests" in describe(found)
+
+
+def test_arrivals_times_the_slow_requests_that_found_their_worker_idle() -> None:
+    # 100 requests, each answered alone by worker 0; request 99 was sent
+    # 2 ms late and read 3 ms after that: the slowest.
+    sent = {n: (n * 1.0, n * 1.0, 1.0) for n in range(99)}
+    sent[99] = (99.0, 99.002, 6.0)
+    answered = [[(n, n + 0.0001, n + 0.0001, n + 0.0005) for n in range(99)]]
+    answered[0].append((99, 99.005, 99.005, 99.0055))
+    found = arrivals(sent, answered)
+    assert (found.collided, found.slow, found.idle_p99_ms) == (0, 1, 6.0)
+    assert round(found.idle_slow_late_ms, 6) == 2.0
+    assert round(found.idle_slow_wait_ms, 6) == 3.0
