@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 read, dispatched, started, done = (float(x) for x in stamps)
                 if start <= read <= end:
                     mine.append((read, dispatched, started, done, int(number)))
-            rows += [stamps[:4] for stamps in mine]
+            rows += [row[:4] for row in mine]
             by_worker.append([started for _, _, started, _, _ in mine])
             numbered.append([(n, read, started, done) for read, _, started, done, n in mine])
         sent = {}
