@@ -54,8 +54,6 @@ static long *ids;
 static long n_lat, errors, sent;
 static long *pending; /* requests waiting for a connection (FIFO) */
 static long p_head, p_tail;
-static char request[1024];
-static size_t request_len;
 static const char *path;
 static char *host, *port;
 static int numbered; /* PATH?n=i (with DUMP) */
@@ -113,11 +111,10 @@ static void start(conn_t *c, long id) {
     c->id = id;
     c->due = t0 + id / rate;
     c->sent = 0;
-    if (numbered)
-        c->req_len = (size_t)snprintf(c->req, sizeof c->req, "GET %s%cn=%ld HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
-                                      path, strchr(path, '?') ? '&' : '?', id, host, port);
-    else
-        memcpy(c->req, request, c->req_len = request_len);
+    char number[32] = "";
+    if (numbered) snprintf(number, sizeof number, "%cn=%ld", strchr(path, '?') ? '&' : '?', id);
+    c->req_len = (size_t)snprintf(c->req, sizeof c->req, "GET %s%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
+                                  path, number, host, port);
     sent++;
     if (c->connected) {
         write_some(c);
@@ -256,8 +253,6 @@ int main(int argc, char **argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)atoi(argv[2]));
     inet_pton(AF_INET, argv[1], &addr.sin_addr);
-    request_len = (size_t)snprintf(request, sizeof request,
-                                   "GET %s HTTP/1.1\r\nHost: %s:%s\r\n\r\n", argv[3], argv[1], argv[2]);
     for (int i = 0; i < MAX_CONNS; i++) conns[i].fd = -1;
     ep = epoll_create1(0);
     int timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);

@@ -71,9 +71,7 @@ class Answering:
     max_requests: int
     limits: GateLimits
     handle_error: Callable[..., None]
-
-    def _wake(self) -> None:
-        raise NotImplementedError  # the worker's: wakes its event loop
+    _wake: Callable[[], None]  # the worker's: wakes its event loop
 
     def _answer(self, conn: Conn) -> bool:
         try:
