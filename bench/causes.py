@@ -103,6 +103,9 @@ class Arrivals:
     other_idle: int  # of those, sent while another worker answered none
     slow: int  # in the slowest 1 % (latency at or above the p99)
     slow_collided: int
+    collided_p99_ms: float  # p99 latency of those sent while their worker was busy
+    left_p50_ms: float  # how much of that other answer was left when they were sent
+    left_p90_ms: float
     idle_p99_ms: float  # p99 latency of the requests sent to an idle worker
     idle_slow_late_ms: float  # median of the slow ones among those: due to sent (the generator)
     idle_slow_wait_ms: float  # and sent to read
@@ -118,15 +121,18 @@ def arrivals(
     spans = [sorted((started, done) for _, _, started, done in worker) for worker in answered]
     starts = [[started for started, _ in worker] for worker in spans]
 
-    def answering(worker: int, t: float) -> bool:
-        """Whether ``worker`` was answering a request it had started before ``t``."""
+    def left(worker: int, t: float) -> float:
+        """How much longer ``worker`` was answering a request it had started
+        before ``t`` (0: it was answering none)."""
         i = bisect.bisect_left(starts[worker], t) - 1
-        return i >= 0 and spans[worker][i][1] > t
+        return max(spans[worker][i][1] - t, 0.0) if i >= 0 else 0.0
 
     latencies = sorted(latency for _, _, latency in sent.values())
     p99 = percentile(latencies, 99)
     matched = collided = other_idle = slow = slow_collided = 0
     idle: list[float] = []
+    busy: list[float] = []
+    lefts: list[float] = []
     idle_slow_waits: list[float] = []
     idle_slow_lates: list[float] = []
     for worker, records in enumerate(answered):
@@ -136,12 +142,16 @@ def arrivals(
                 continue
             due, written, latency = sent[number]
             matched += 1
-            hit = answering(worker, written)
+            rest = left(worker, written)
+            hit = rest > 0
             collided += hit
-            other_idle += hit and any(not answering(w, written) for w in others)
+            other_idle += hit and any(not left(w, written) for w in others)
             slow += latency >= p99
             slow_collided += hit and latency >= p99
-            if not hit:
+            if hit:
+                busy.append(latency)
+                lefts.append(rest * 1000)
+            else:
                 idle.append(latency)
                 if latency >= p99:
                     idle_slow_lates.append((written - due) * 1000)
@@ -152,6 +162,9 @@ def arrivals(
         other_idle,
         slow,
         slow_collided,
+        percentile(busy, 99),
+        percentile(lefts, 50),
+        percentile(lefts, 90),
         percentile(idle, 99),
         statistics.median(idle_slow_lates) if idle_slow_lates else 0.0,
         statistics.median(idle_slow_waits) if idle_slow_waits else 0.0,
@@ -164,7 +177,9 @@ def describe(found: Arrivals) -> str:
     return (
         f"  sent while their worker answered another: {share:.1%} of requests (another"
         f" worker idle meanwhile for {found.other_idle / max(found.collided, 1):.0%} of them);"
-        f" {found.slow_collided} of the {found.slow} slowest 1 %\n"
+        f" {found.slow_collided} of the {found.slow} slowest 1 %; the other answer had"
+        f" p50 {found.left_p50_ms:.2f}, p90 {found.left_p90_ms:.2f} ms to go; their p99"
+        f" {found.collided_p99_ms:.2f} ms\n"
         f"  sent to an idle worker: p99 {found.idle_p99_ms:.2f} ms; the slowest 1 % of those"
         f" were sent p50 {found.idle_slow_late_ms:.2f} ms late (the generator) and read"
         f" p50 {found.idle_slow_wait_ms:.2f} ms after"

@@ -48,9 +48,13 @@ def test_a_freed_slot_is_ignored_and_reused() -> None:
     assert a is not None and b is not None
     board.claim(b)
     board.post(b, 5)
+    assert board.up(a) == {b: os.getpid()}
     assert board.reserve() is None  # all taken: that worker accepts as if alone
+    changes = board.changes
     board.release(b)  # the master, once the worker exited
+    assert board.changes > changes  # the workers sharing connections look again
     assert board.others(a) == []
+    assert board.up(a) == {}
     assert board.reserve() == b
 
 

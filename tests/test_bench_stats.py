@@ -118,6 +118,11 @@ def test_arrivals_counts_requests_sent_while_their_worker_was_busy() -> None:
     assert (found.requests, found.collided, found.other_idle) == (5, 2, 1)
     assert (found.slow, found.slow_collided) == (1, 1)  # 2, at 9 ms
     assert found.idle_p99_ms == 2.0  # of 1, 3 and 5
+    assert found.collided_p99_ms == 9.0  # of 2 and 4
+    # 2 was sent 0.5 s before 1 was done, 4 0.2 s before 3 was (of two
+    # values, the percentiles take the upper one).
+    assert (round(found.left_p50_ms), round(found.left_p90_ms)) == (500, 500)
+    assert "p50 500.00, p90 500.00 ms to go; their p99 9.00 ms" in describe(found)
     assert found.idle_slow_wait_ms == found.idle_slow_late_ms == 0.0  # none slow and idle
     assert "40.0% of requests" in describe(found)
 

@@ -46,7 +46,9 @@ class Board:
 
     def __init__(self, slots: int, starting: int = 0) -> None:
         self.slots = slots
-        self._memory = mmap.mmap(-1, slots * _CELLS * 8)  # anonymous: shared across fork()
+        # Anonymous: shared across fork(). The last cell counts the changes
+        # of which workers are up.
+        self._memory = mmap.mmap(-1, (slots * _CELLS + 1) * 8)
         self._cells = memoryview(self._memory).cast("q")
         # gunicorn forks its first workers up to 0.1 s apart: the first one up
         # must not take a burst meant for all of them.
@@ -72,9 +74,22 @@ class Board:
     def claim(self, slot: int) -> None:
         """In the worker, once it is up."""
         self._cells[slot * _CELLS] = os.getpid()
+        self._cells[-1] += 1
 
     def post(self, slot: int, count: int) -> None:
         self._cells[slot * _CELLS + 1] = count
+
+    @property
+    def changes(self) -> int:
+        """How many times a worker came up or went (a count that only grows;
+        two at once may count as one, which still tells that it changed)."""
+        return self._cells[-1]
+
+    def up(self, slot: int) -> dict[int, int]:
+        """The other workers that are up: their process ID by slot."""
+        cells = self._cells
+        pids = (cells[s * _CELLS] for s in range(self.slots))
+        return {s: pid for s, pid in enumerate(pids) if s != slot and pid > 0}
 
     def others(self, slot: int) -> list[int]:
         """The counts of the other workers that are up or just starting."""
@@ -94,3 +109,4 @@ class Board:
     def release(self, slot: int) -> None:
         """In the master, once the worker has exited (even by SIGKILL)."""
         self._cells[slot * _CELLS] = _FREE
+        self._cells[-1] += 1

@@ -32,11 +32,12 @@ from .. import metrics
 from ..errors import ServeError
 from ..proxy import ProxyTrust
 from ..reloading import OBJECT, AppLoader, Loaded
-from . import GRACE_EXPIRED, Events, check_server_options, freeze_before_fork
+from . import GRACE_EXPIRED, Events, check_server_options, freeze_before_fork, sharing
 from .balance import Board
 from .gunicorn_names import networks_allowed, worker_fallback
 from .gunicorn_reload import Reloader, Reports, worker_ready
 from .headgate import GateLimits
+from .sharing import Shares
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -266,6 +267,7 @@ class EmbeddedApplication(BaseApplication):
         gate_limits: GateLimits,
         report_fd: int,
         board: Board | None = None,
+        shares: Shares | None = None,
     ) -> None:
         self.reloader = reloader
         self.options = options
@@ -273,6 +275,7 @@ class EmbeddedApplication(BaseApplication):
         self.gate_limits = gate_limits
         self.report_fd = report_fd
         self.board = board
+        self.shares = shares
         super().__init__()
 
     def load_config(self) -> None:
@@ -302,11 +305,13 @@ def run(
     reloader = Reloader(loader, first, config, events, reports)
     # Room for the workers gunicorn's TTIN signal (and reloads) may add.
     board = Board(max(64, 4 * config.workers), starting=config.workers)
+    # Inboxes for the workers and for those a reload starts beside them.
+    shares = Shares(board, inboxes=2 * config.workers) if sharing.supported() else None
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
         options = settings(config, sock.detach(), reloader, report_fd, events, board)
-        application = EmbeddedApplication(reloader, options, limits, report_fd, board)
+        application = EmbeddedApplication(reloader, options, limits, report_fd, board, shares)
     except SystemExit:
         raise ServeError("gunicorn refused its settings (see the message above).") from None
     try:
@@ -320,6 +325,8 @@ def run(
         status = exc.exit_status
     finally:
         reloader.stop()
+        if shares is not None:
+            shares.close()
     return _outcome(status, reports.rest())
 
 

@@ -23,6 +23,14 @@ may not accept looks again every :data:`REBALANCE`; when connections have
 waited in the listener's queue for :data:`OVERDUE` (the least loaded worker
 is stuck), it takes one anyway.
 
+Balanced connections are not balanced requests: a client that keeps
+connections sends each request on the one idle last, which the worker that
+answered last holds, and a request that comes while that worker is busy
+would wait although another idles. So on Linux a connection answered and
+kept alive is shared with the other workers (:mod:`.sharing`): each watches
+it, the kernel wakes one that waits, and a worker claims the connection
+before it reads a request and releases it once the response is sent.
+
 Complete requests wait in the worker's own queue and are answered in the
 order they came, one at a time while they are quick (:data:`RUNNING`), by
 the thread that runs the event loop itself, as a sync worker would: no
@@ -47,6 +55,7 @@ import heapq
 import itertools
 import os
 import queue
+import resource
 import select
 import selectors
 import signal
@@ -72,6 +81,7 @@ from .headgate import (
     head_verdict,
 )
 from .rungate import next_start
+from .sharing import Selector, Shares
 
 _READ_SIZE = 64 * 1024
 #: How long a refused or finished connection is read (what arrives is
@@ -104,6 +114,9 @@ _WATCH_IDLE = 0.05
 #: How often (seconds) the event loop tells the master it is alive, at most
 #: (gunicorn's ``timeout`` counts in seconds).
 _NOTIFY_EVERY = 0.1
+#: How long (seconds) a worker leaves a shared connection alone that another
+#: worker has claimed (it reads a request's body, say) before it looks again.
+_PARK = 0.002
 #: A stopping worker gives connections still sending their head this long.
 _STOP_LINGER = 2.0
 #: It exits this long before the master's grace period ends (the master
@@ -124,6 +137,11 @@ class Conn:
         self.lingering = False  # answered for the last time: closing
         self.served = False  # answered a request already (kept alive since)
         self.framing: ChunkedFraming | None = None  # the current request's chunked body
+        self.cell = -1  # its cell once shared with the other workers (see .sharing)
+        self.claimed = False  # this worker holds its claim
+        self.counted = True  # in this worker's count (not a copy another worker gave it)
+        self.given: set[int] = set()  # the workers (process IDs) given a copy of it
+        self.given_at = -1  # the board's changes when it was last given
 
     @property
     def ip(self) -> str:
@@ -140,7 +158,23 @@ class GatedWorker(Answering, Worker):
         self.limits = getattr(self.app, "gate_limits", self.limits)
         self.report_fd = getattr(self.app, "report_fd", -1)
         self.stopping = False  # told to stop, not just recycled (max_requests)
-        self.selector = selectors.DefaultSelector()
+        self.board = getattr(self.app, "board", None)
+        self.slot: int | None = getattr(self, "board_slot", None)  # set by the master's pre_fork
+        self.shares: Shares | None = getattr(self.app, "shares", None)
+        if self.slot is None:
+            self.shares = None  # no slot, no inbox: the worker keeps its connections
+        self.selector: selectors.BaseSelector = (
+            selectors.DefaultSelector() if self.shares is None else Selector()
+        )
+        self.shared = itertools.count()  # connections this worker shared so far
+        self.copies = 0  # copies of other workers' connections it holds
+        # Copies take file descriptors: leave room for the worker's own.
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_copies = int(self.cfg.worker_connections)
+        if nofile != resource.RLIM_INFINITY:
+            self.max_copies = min(self.max_copies, nofile // 4)
+        self.parked: dict[Conn, None] = {}  # shared, claimed by another worker: not watched
+        self.unpark_at = 0.0
         self.waiting: dict[Conn, None] = {}  # reading a head, idle, or lingering
         self.deadlines: list[tuple[float, int, Conn]] = []  # a heap; stale entries skipped
         self.returned: queue.SimpleQueue[tuple[Conn, bool]] = queue.SimpleQueue()
@@ -162,8 +196,6 @@ class GatedWorker(Answering, Worker):
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.board = getattr(self.app, "board", None)
-        self.slot: int | None = getattr(self, "board_slot", None)  # set by the master's pre_fork
         if self.board is not None and self.slot is not None:
             self.board.claim(self.slot)
         super().init_process()
@@ -193,6 +225,10 @@ class GatedWorker(Answering, Worker):
     def run(self) -> None:
         self.threads = int(self.cfg.threads)
         self.selector.register(self.wake_r, selectors.EVENT_READ, self._woken)
+        if self.shares is not None and self.slot is not None:
+            inbox = self.shares.inbox(self.slot)
+            if inbox is not None:
+                self.selector.register(inbox, selectors.EVENT_READ, self._take_copy)
         for listener in self.sockets:
             listener.setblocking(False)
         # One thread more than may answer requests at once: the loop always
@@ -236,12 +272,20 @@ class GatedWorker(Answering, Worker):
             timeout = max(0.0, min(timeout, due - now))
         if self.dispatched:
             timeout = 0.0
+        if self.parked:
+            timeout = max(0.0, min(timeout, self.unpark_at - now))
         for key, _ in self.selector.select(timeout):
             key.data(key.fileobj)
+            if self.dispatched and self.shares is not None:
+                # Answer it first: what else is ready is reported again next
+                # turn, unless a worker that waits takes it (see _claim).
+                break
         self._take_returned()
         now = time.monotonic()
         self._dispatch(now)
         self._expire(now)
+        if self.parked and now >= self.unpark_at:
+            self._unpark()
         if not accepting and self.alive:
             self._admit_overdue()
         return self._hand_out(inline=True)
@@ -315,7 +359,12 @@ class GatedWorker(Answering, Worker):
         now = time.monotonic()
         if conn not in self.waiting:
             self.waiting[conn] = None
-            self.selector.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+            watch = partial(self._readable, conn)
+            if conn.cell >= 0 and not conn.lingering:  # one worker is woken (see .sharing)
+                assert isinstance(self.selector, Selector)
+                self.selector.register(conn.sock, selectors.EVENT_READ, watch, exclusive=True)
+            else:
+                self.selector.register(conn.sock, selectors.EVENT_READ, watch)
         self._deadline(conn, now + seconds)
 
     def _deadline(self, conn: Conn, when: float) -> None:
@@ -323,9 +372,13 @@ class GatedWorker(Answering, Worker):
         heapq.heappush(self.deadlines, (when, next(self.order), conn))
 
     def _readable(self, conn: Conn, _: object) -> None:
+        if conn.cell >= 0 and not conn.claimed and not self._claim(conn):
+            return
         try:
             data = conn.sock.recv(_READ_SIZE)
         except BlockingIOError:
+            if conn.claimed and not conn.head:
+                self._release(conn)  # another worker read it before this one claimed it
             return
         except OSError:
             data = b""  # reset: as good as closed
@@ -399,9 +452,21 @@ class GatedWorker(Answering, Worker):
         conn.head, conn.checked = bytearray(), 0
         self._wait(conn, _LINGER)
 
-    def _close(self, conn: Conn) -> None:
+    def _close(self, conn: Conn, everywhere: bool = True) -> None:
+        """Close ``conn``; a shared one in the other workers too unless
+        told otherwise: shutting it down wakes every worker watching it, and
+        each closes its copy."""
         self._unwatch(conn)
-        self._count(-1)
+        self.parked.pop(conn, None)
+        if conn.cell >= 0 and everywhere and (conn.claimed or self._seize(conn)):
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        if conn.claimed:
+            self._release(conn)
+        if conn.counted:
+            self._count(-1)
+        else:
+            self.copies -= 1
         conn.sock.close()
 
     def _expire(self, now: float) -> None:
@@ -412,6 +477,8 @@ class GatedWorker(Answering, Worker):
             if conn.head and not conn.lingering:
                 self._unwatch(conn)
                 self._refuse(conn, 408)
+            elif conn.cell >= 0 and not conn.lingering and self._answered_since(conn, now):
+                continue  # another worker answered on it since: idle for less
             else:
                 self._close(conn)  # idle, or done lingering
 
@@ -449,10 +516,120 @@ class GatedWorker(Answering, Worker):
             return
         conn.served = True
         conn.sock.setblocking(False)
+        self._share(conn)
         self._wait(conn, float(self.cfg.keepalive))
+        if conn.counted and conn.cell >= 0:  # after this worker watches it (see .sharing)
+            self._give(conn)
         if conn.head:  # the client sent its next request already
             self._deadline(conn, time.monotonic() + self.limits.header_timeout)
             self._judge(conn)
+        elif conn.claimed:
+            self._release(conn)
+
+    # -- kept-alive connections shared by every worker (see .sharing) ----------
+
+    def _share(self, conn: Conn) -> None:
+        """Note an answer on ``conn``, giving it a cell on its first if it is
+        to be shared."""
+        shares, slot = self.shares, self.slot
+        if shares is None or slot is None:
+            return
+        if conn.cell < 0:
+            if conn.sock.family == socket.AF_UNIX:
+                return  # a proxy on this machine: it keeps no connection alive
+            conn.cell = shares.cell(slot, next(self.shared))
+        shares.answered(conn.cell)
+
+    def _give(self, conn: Conn) -> None:
+        """Give copies of a connection this worker accepted to the workers
+        that came up since it last did (all of them, the first time)."""
+        assert self.shares is not None and self.board is not None and self.slot is not None
+        changes = self.board.changes
+        if changes != conn.given_at and self.shares.give(
+            conn.sock, conn.cell, self.slot, conn.given
+        ):
+            conn.given_at = changes
+
+    def _take_copy(self, _: object) -> None:
+        """Watch a copy of a connection another worker shared."""
+        assert self.shares is not None and self.slot is not None
+        taken = self.shares.take(self.slot)
+        if taken is None:
+            return
+        sock, cell = taken
+        try:
+            client, local = sock.getpeername(), sock.getsockname()
+        except OSError:  # the client left meanwhile
+            sock.close()
+            return
+        if self.copies >= self.max_copies:
+            sock.close()  # its worker still has it
+            return
+        sock.setblocking(False)
+        # The listener's address, as for a connection this worker accepts
+        # (it differs from the connection's own when bound to 0.0.0.0).
+        ports = (listener.getsockname() for listener in self.sockets)
+        server = next((address for address in ports if address[1:2] == local[1:2]), local)
+        conn = Conn(sock, client, server)
+        conn.served, conn.cell, conn.counted = True, cell, False
+        self.copies += 1
+        self._wait(conn, float(self.cfg.keepalive))
+
+    def _claim(self, conn: Conn) -> bool:
+        """Claim a shared connection before reading its next request.
+
+        Not while this worker has a request to answer as soon as this turn
+        of its loop ends: another worker woken for this one meanwhile takes
+        it, else this worker reads it on its next turn, as it would have
+        anyway. If another worker holds the claim (reading a request or
+        answering it), stop watching the connection for :data:`_PARK`, or
+        its bytes would wake this worker again and again.
+        """
+        if self.dispatched:
+            return False
+        if self._seize(conn):
+            return True
+        self._unwatch(conn)
+        self.parked[conn] = None
+        if len(self.parked) == 1:
+            self.unpark_at = time.monotonic() + _PARK
+        return False
+
+    def _seize(self, conn: Conn) -> bool:
+        """Claim ``conn`` if no worker holds it (none is reading or answering)."""
+        assert self.shares is not None
+        conn.claimed = self.shares.claim(conn.cell)
+        return conn.claimed
+
+    def _answered(self, conn: Conn) -> bool:
+        """Answer ``conn`` (in any thread); whether it is kept. A kept shared
+        connection's claim is released as soon as the response is sent: the
+        client's next request often follows at once, and the worker that
+        waits must be able to take it (see :meth:`_claim`)."""
+        keep = self._answer(conn)
+        if keep and conn.claimed and not conn.head:  # nothing of the next one read yet
+            self._release(conn)
+        return keep
+
+    def _release(self, conn: Conn) -> None:
+        assert self.shares is not None
+        self.shares.release(conn.cell)
+        conn.claimed = False
+
+    def _unpark(self) -> None:
+        parked, self.parked = self.parked, {}
+        for conn in parked:
+            self._wait(conn, float(self.cfg.keepalive))
+
+    def _answered_since(self, conn: Conn, now: float) -> bool:
+        """Whether another worker answered on shared ``conn`` within the
+        keep-alive time; if so, its idle deadline moves on."""
+        assert self.shares is not None
+        until = self.shares.idle_until(conn.cell, float(self.cfg.keepalive))
+        if until <= now:
+            return False
+        self._deadline(conn, until)
+        return True
 
     # -- answering in the loop's own thread ------------------------------------
 
@@ -473,7 +650,7 @@ class GatedWorker(Answering, Worker):
             self.inline = conn
         if not self.watching.is_set():  # set() takes a lock even when it is
             self.watching.set()
-        keep = self._answer(conn)
+        keep = self._answered(conn)
         with self.baton:
             leads = self.inline is conn  # else the watchdog gave the loop away
             if leads:
@@ -511,6 +688,12 @@ class GatedWorker(Answering, Worker):
         """Finish what is owed within the grace period (see the module)."""
         end = time.monotonic() + max(self.cfg.graceful_timeout - _GRACE_MARGIN, 0.0)
         self._listen(False)
+        if self.shares is not None and self.slot is not None:
+            inbox = self.shares.inbox(self.slot)
+            if inbox is not None:
+                self.selector.unregister(inbox)
+        for conn in list(self.parked):
+            self._close(conn, everywhere=False)  # another worker holds it
         for listener in self.sockets:
             # Only when the whole server stops: a recycled worker leaves the
             # queued connections to the other workers.
@@ -527,7 +710,7 @@ class GatedWorker(Answering, Worker):
             if conn.head or conn.lingering or not conn.served:
                 self._deadline(conn, min(conn.deadline, linger))
             else:
-                self._close(conn)  # idle between requests: nothing is owed
+                self._close(conn, everywhere=False)  # idle: nothing is owed; others may go on
         while (self.running or self.ready or self.waiting) and time.monotonic() < end:
             self.notify()
             for key, _ in self.selector.select(min(0.1, max(end - time.monotonic(), 0))):
@@ -552,6 +735,6 @@ class GatedWorker(Answering, Worker):
                     self.finished.set()
                     raise
                 continue
-            keep = self._answer(conn)
+            keep = self._answered(conn)
             self.returned.put((conn, keep))
             self._wake()
