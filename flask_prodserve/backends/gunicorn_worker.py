@@ -278,7 +278,7 @@ class GatedWorker(Answering, Worker):
             key.data(key.fileobj)
             if self.dispatched and self.shares is not None:
                 # Answer it first: what else is ready is reported again next
-                # turn, unless a worker that waits takes it (see _claim).
+                # turn, unless a worker that waits takes it meanwhile.
                 break
         self._take_returned()
         now = time.monotonic()
@@ -576,17 +576,10 @@ class GatedWorker(Answering, Worker):
         self._wait(conn, float(self.cfg.keepalive))
 
     def _claim(self, conn: Conn) -> bool:
-        """Claim a shared connection before reading its next request.
-
-        Not while this worker has a request to answer as soon as this turn
-        of its loop ends: another worker woken for this one meanwhile takes
-        it, else this worker reads it on its next turn, as it would have
-        anyway. If another worker holds the claim (reading a request or
-        answering it), stop watching the connection for :data:`_PARK`, or
-        its bytes would wake this worker again and again.
-        """
-        if self.dispatched:
-            return False
+        """Claim a shared connection before reading its next request. If
+        another worker holds the claim (reading a request or answering it),
+        stop watching the connection for :data:`_PARK`, or its bytes would
+        wake this worker again and again."""
         if self._seize(conn):
             return True
         self._unwatch(conn)
