@@ -58,6 +58,22 @@ def test_a_freed_slot_is_ignored_and_reused() -> None:
     assert board.reserve() == b
 
 
+def test_workers_in_every_slot_reserved_so_far_are_seen() -> None:
+    # Workers look only at the slots reserved so far, not at the whole board.
+    board = Board(64)
+    slots = [board.reserve() for _ in range(4)]
+    assert slots == [0, 1, 2, 3]
+    for slot, count in zip(slots, [1, 2, 3, 4], strict=True):
+        assert slot is not None
+        board.claim(slot)
+        board.post(slot, count)
+    board.release(1)
+    assert board.others(0) == [3, 4]
+    assert board.up(3) == {0: os.getpid(), 2: os.getpid()}
+    assert board.reserve() == 1  # the lowest free one again: still in view
+    assert board.others(0) == [0, 3, 4]
+
+
 def test_a_starting_worker_counts_as_empty_only_for_a_while(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -90,3 +90,28 @@ def test_reloads_only_on_tested_releases(
     assert (why is None) == supported
     if why is not None:
         assert f"gunicorn {release} is outside that range: restart the server instead" in why
+
+
+def test_the_date_header_is_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn import util
+
+    made = util.http_date
+    monkeypatch.setattr(util, "http_date", made)  # put back after the test
+    gunicorn_names.cache_date_header()
+    cached = util.http_date
+    gunicorn_names.cache_date_header()  # a second worker start in this process: no second layer
+    assert util.http_date is cached is not made
+    for _ in range(3):  # the second may turn between the calls
+        before, text, after = made(), cached(), made()
+        if before == after:
+            break
+    assert text == before
+    assert cached(0) == made(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def test_the_date_header_is_left_alone_without_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn import util
+
+    monkeypatch.delattr(util, "http_date")
+    gunicorn_names.cache_date_header()
+    assert not hasattr(util, "http_date")

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -538,7 +539,7 @@ def test_every_kind_of_response_on_one_kept_alive_connection(
     css = (Path(__file__).parent / "live_apps" / "static" / "x.css").read_bytes()
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:
-        answers = []
+        answers, dates = [], []
         for method, path, headers in [
             ("GET", "/static/x.css", {}),
             ("HEAD", "/echo/head", {}),
@@ -552,8 +553,11 @@ def test_every_kind_of_response_on_one_kept_alive_connection(
             conn.request(method, path, headers=headers)
             response = conn.getresponse()
             answers.append((response.status, response.read(), response.will_close))
+            dates.append(parsedate_to_datetime(response.getheader("Date", "")))
     finally:
         conn.close()
+    # The Date header, made once a second (gunicorn_names.cache_date_header), is now's.
+    assert all(abs(time.time() - date.timestamp()) < 5 for date in dates), dates
     assert [a[0] for a in answers] == [200, 200, 200, 404, 302, 200, 304, 200], server.log
     assert answers[0][1] == answers[-1][1] == css
     assert json.loads(answers[2][1])["PATH_INFO"] == "/echo/get"

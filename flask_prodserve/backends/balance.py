@@ -28,6 +28,9 @@ BOOTING = 1.0
 
 _FREE, _STARTING = 0, -1
 _CELLS = 3  # per slot: owner pid (or _FREE, _STARTING), connections, when reserved (ns)
+# The last two cells: how many times workers came or went (see Board.changes),
+# and how many slots were ever reserved.
+_CHANGES, _USED = -1, -2
 
 
 def should_accept(mine: int, others: Iterable[int]) -> bool:
@@ -46,9 +49,8 @@ class Board:
 
     def __init__(self, slots: int, starting: int = 0) -> None:
         self.slots = slots
-        # Anonymous: shared across fork(). The last cell counts the changes
-        # of which workers are up.
-        self._memory = mmap.mmap(-1, (slots * _CELLS + 1) * 8)
+        # Anonymous: shared across fork().
+        self._memory = mmap.mmap(-1, (slots * _CELLS + 2) * 8)
         self._cells = memoryview(self._memory).cast("q")
         # gunicorn forks its first workers up to 0.1 s apart: the first one up
         # must not take a burst meant for all of them.
@@ -59,6 +61,9 @@ class Board:
         self._cells[at + 1] = 0
         self._cells[at + 2] = time.monotonic_ns()
         self._cells[at] = _STARTING
+        # The master reserves the lowest free slot, so workers look at the
+        # few used ones, not all (each turn of a worker's loop looks).
+        self._cells[_USED] = max(self._cells[_USED], slot + 1)
         return slot
 
     def reserve(self) -> int | None:
@@ -74,7 +79,7 @@ class Board:
     def claim(self, slot: int) -> None:
         """In the worker, once it is up."""
         self._cells[slot * _CELLS] = os.getpid()
-        self._cells[-1] += 1
+        self._cells[_CHANGES] += 1
 
     def post(self, slot: int, count: int) -> None:
         self._cells[slot * _CELLS + 1] = count
@@ -83,12 +88,12 @@ class Board:
     def changes(self) -> int:
         """How many times a worker came up or went (a count that only grows;
         two at once may count as one, which still tells that it changed)."""
-        return self._cells[-1]
+        return self._cells[_CHANGES]
 
     def up(self, slot: int) -> dict[int, int]:
         """The other workers that are up: their process ID by slot."""
         cells = self._cells
-        pids = (cells[s * _CELLS] for s in range(self.slots))
+        pids = (cells[s * _CELLS] for s in range(cells[_USED]))
         return {s: pid for s, pid in enumerate(pids) if s != slot and pid > 0}
 
     def others(self, slot: int) -> list[int]:
@@ -96,7 +101,7 @@ class Board:
         cells = self._cells
         now = time.monotonic_ns()
         counts = []
-        for s in range(self.slots):
+        for s in range(cells[_USED]):
             at = s * _CELLS
             owner = cells[at]
             if s == slot or owner == _FREE:
@@ -109,4 +114,4 @@ class Board:
     def release(self, slot: int) -> None:
         """In the master, once the worker has exited (even by SIGKILL)."""
         self._cells[slot * _CELLS] = _FREE
-        self._cells[-1] += 1
+        self._cells[_CHANGES] += 1

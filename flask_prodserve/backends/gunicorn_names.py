@@ -22,6 +22,8 @@ on, unchanged in every release from 23.0 to 27.0:
   ``should_close``, ``force_close`` and ``headers_sent``;
 - the request's ``body.read(size)``;
 - ``gunicorn.http.errors.NoMoreData``;
+- ``gunicorn.util.http_date()``, the text of every response's ``Date``
+  header, which our worker has made once a second (:func:`cache_date_header`);
 - ``gunicorn.errors.HaltServer`` (its ``exit_status``), which the arbiter can
   let out of ``run()`` when several workers fail to boot at once;
 - ``Arbiter.WORKER_BOOT_ERROR`` and ``Arbiter.APP_LOAD_ERROR``, its exit statuses.
@@ -41,9 +43,11 @@ protections of ours, and the start-up check ``PS701`` says so.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from ..clock import EverySecond
 
 #: The gunicorn releases the whole test suite passes on: [first, last] by
 #: (major, minor). CI runs it on the first (the declared floor) and the newest.
@@ -109,3 +113,28 @@ def reload_unsupported() -> str | None:
         f"reloads rely on how gunicorn {tested_range()} stops a worker on SIGTTOU, and "
         f"gunicorn {release} is outside that range: restart the server instead"
     )
+
+
+class _DateEverySecond:
+    """``gunicorn.util.http_date``, made once a second when asked for now."""
+
+    def __init__(self, made: Callable[..., str]) -> None:
+        self.made = made
+        self.now = EverySecond(made)
+
+    def __call__(self, timestamp: float | None = None) -> str:
+        return self.now() if timestamp is None else self.made(timestamp)
+
+
+def cache_date_header() -> None:
+    """Have gunicorn make its ``Date`` header once a second, not per response.
+
+    gunicorn formats it anew for every response, which took 3.7 % of a
+    worker's time at saturation (py-spy, ``wrk -c32`` on ``/json``); the
+    header counts whole seconds. Left as it is if the name is not there.
+    """
+    from gunicorn import util
+
+    made = getattr(util, "http_date", None)
+    if callable(made) and not isinstance(made, _DateEverySecond):
+        util.http_date = _DateEverySecond(made)

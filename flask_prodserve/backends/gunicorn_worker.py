@@ -70,6 +70,7 @@ from gunicorn.workers.base import Worker
 from ..bodylimit import BodyTooLarge
 from .balance import should_accept
 from .gunicorn_answer import Answering
+from .gunicorn_names import cache_date_header
 from .headgate import (
     ERRORS,
     PASS,
@@ -168,9 +169,14 @@ class GatedWorker(Answering, Worker):
         )
         self.shared = itertools.count()  # connections this worker shared so far
         self.copies = 0  # copies of other workers' connections it holds
+        # Read once: gunicorn's cfg looks each name up anew, and these are
+        # read for every request.
+        self.keepalive = float(self.cfg.keepalive)
+        self.max_open = int(self.cfg.worker_connections)
+        self.max_line = int(self.cfg.limit_request_line) or 8190
         # Copies take file descriptors: leave room for the worker's own.
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.max_copies = int(self.cfg.worker_connections)
+        self.max_copies = self.max_open
         if nofile != resource.RLIM_INFINITY:
             self.max_copies = min(self.max_copies, nofile // 4)
         self.parked: dict[Conn, None] = {}  # shared, claimed by another worker: not watched
@@ -198,6 +204,7 @@ class GatedWorker(Answering, Worker):
         os.set_blocking(self.wake_w, False)
         if self.board is not None and self.slot is not None:
             self.board.claim(self.slot)
+        cache_date_header()
         super().init_process()
 
     # -- signals ---------------------------------------------------------------
@@ -306,7 +313,7 @@ class GatedWorker(Answering, Worker):
             os.read(self.wake_r, 4096)
 
     def _may_accept(self) -> bool:
-        if self.open >= self.cfg.worker_connections:
+        if self.open >= self.max_open:
             return False
         if self.board is None or self.slot is None:
             return True
@@ -392,8 +399,7 @@ class GatedWorker(Answering, Worker):
         self._judge(conn)
 
     def _judge(self, conn: Conn) -> None:
-        max_line = int(self.cfg.limit_request_line) or 8190
-        verdict = head_verdict(conn.head, conn.checked, self.limits.max_header_size, max_line)
+        verdict = head_verdict(conn.head, conn.checked, self.limits.max_header_size, self.max_line)
         conn.checked = len(conn.head)
         if verdict is None:
             return
@@ -517,7 +523,7 @@ class GatedWorker(Answering, Worker):
         conn.served = True
         conn.sock.setblocking(False)
         self._share(conn)
-        self._wait(conn, float(self.cfg.keepalive))
+        self._wait(conn, self.keepalive)
         if conn.counted and conn.cell >= 0:  # after this worker watches it (see .sharing)
             self._give(conn)
         if conn.head:  # the client sent its next request already
@@ -573,7 +579,7 @@ class GatedWorker(Answering, Worker):
         conn = Conn(sock, client, server)
         conn.served, conn.cell, conn.counted = True, cell, False
         self.copies += 1
-        self._wait(conn, float(self.cfg.keepalive))
+        self._wait(conn, self.keepalive)
 
     def _claim(self, conn: Conn) -> bool:
         """Claim a shared connection before reading its next request. If
@@ -612,13 +618,13 @@ class GatedWorker(Answering, Worker):
     def _unpark(self) -> None:
         parked, self.parked = self.parked, {}
         for conn in parked:
-            self._wait(conn, float(self.cfg.keepalive))
+            self._wait(conn, self.keepalive)
 
     def _answered_since(self, conn: Conn, now: float) -> bool:
         """Whether another worker answered on shared ``conn`` within the
         keep-alive time; if so, its idle deadline moves on."""
         assert self.shares is not None
-        until = self.shares.idle_until(conn.cell, float(self.cfg.keepalive))
+        until = self.shares.idle_until(conn.cell, self.keepalive)
         if until <= now:
             return False
         self._deadline(conn, until)
