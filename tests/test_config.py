@@ -405,3 +405,33 @@ def test_static_files(kw: dict[str, Any], expected: bool, label: str) -> None:
     result = run(**kw)
     assert result.static_files is expected
     assert result.origins["static_files"].label == label
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected", "label"),
+    [
+        pytest.param({}, True, "default", id="on-by-default"),
+        pytest.param(
+            {"env": {"FLASK_SERVE_SHARE_CONNECTIONS": "no"}},
+            False,
+            "FLASK_SERVE_SHARE_CONNECTIONS",
+            id="env-turns-off",
+        ),
+        pytest.param(
+            {"cli": {"share_connections": True}, "config": {"PRODSERVE_SHARE_CONNECTIONS": False}},
+            True,
+            "--share-connections",
+            id="cli-beats-config",
+        ),
+        pytest.param(
+            {"ext": {"share_connections": False}},
+            False,
+            "ProdServe(share_connections=...)",
+            id="extension-turns-off",
+        ),
+    ],
+)
+def test_share_connections(kw: dict[str, Any], expected: bool, label: str) -> None:
+    result = run(**kw)
+    assert result.share_connections is expected
+    assert result.origins["share_connections"].label == label

@@ -171,6 +171,22 @@ def test_a_kept_alive_connection_is_answered_by_a_worker_that_waits(two: LiveSer
 
 
 @needs_gunicorn
+def test_without_sharing_a_connection_stays_with_its_worker(tmp_path: Path) -> None:
+    args = serve_args("gunicorn", "--workers", "2", "--threads", "2", "--no-share-connections")
+    live = LiveServer(args, tmp_path / "server.log")
+    try:
+        live.start()
+        with RawClient(live.host, live.port) as client:
+            pids = []
+            for _ in range(6):
+                pids.append(pid_of(client))
+                time.sleep(0.05)  # as above, where the other worker answers
+    finally:
+        live.kill()
+    assert len(set(pids)) == 1, (pids, live.log)
+
+
+@needs_gunicorn
 @pytest.mark.parametrize("pause", [0.05, 0.3])
 def test_a_body_sent_in_pieces_on_a_shared_connection_is_read_by_one_worker(
     two: LiveServer, pause: float

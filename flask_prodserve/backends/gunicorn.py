@@ -306,7 +306,8 @@ def run(
     # Room for the workers gunicorn's TTIN signal (and reloads) may add.
     board = Board(max(64, 4 * config.workers), starting=config.workers)
     # Inboxes for the workers and for those a reload starts beside them.
-    shares = Shares(board, inboxes=2 * config.workers) if sharing.supported() else None
+    shared = config.share_connections and sharing.supported()
+    shares = Shares(board, inboxes=2 * config.workers) if shared else None
     try:
         # do_load_config turns a bad setting into print() + sys.exit(1).
         # gunicorn closes the listener itself, so it takes ownership of the fd.
