@@ -23,7 +23,8 @@ releases when the worker holding it dies.
 
 The kernel, not the workers, decides who is woken, so this stands on
 documented Linux interfaces only (``epoll(7)``, ``unix(7)`` ``SCM_RIGHTS``,
-``fcntl(2)`` record locks); elsewhere each connection stays with its worker.
+``fcntl(2)`` record locks); elsewhere, or with ``--no-share-connections``,
+each connection stays with its worker.
 """
 
 from __future__ import annotations
