@@ -295,7 +295,7 @@ OPTIONS: tuple[Option, ...] = (
         "share_connections",
         "Let every worker answer requests on every kept-alive connection, so a "
         "request does not wait for a busy worker while another idles (gunicorn "
-        "on Linux; about 5 % fewer requests/s at saturation). Off: a connection "
+        "on Linux; it costs 4-8 % of the requests/s at saturation). Off: a connection "
         "stays with the worker that accepted it.",
         c.BOOL,
         _const(True),
