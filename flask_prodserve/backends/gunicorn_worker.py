@@ -164,6 +164,11 @@ class GatedWorker(Answering, Worker):
         self.shares: Shares | None = getattr(self.app, "shares", None)
         if self.slot is None:
             self.shares = None  # no slot, no inbox: the worker keeps its connections
+        # Where the copies other workers give it arrive (a worker a reload
+        # starts past the inboxes made has none: it only gives).
+        self.inbox = (
+            None if self.shares is None or self.slot is None else self.shares.inbox(self.slot)
+        )
         self.selector: selectors.BaseSelector = (
             selectors.DefaultSelector() if self.shares is None else Selector()
         )
@@ -232,10 +237,8 @@ class GatedWorker(Answering, Worker):
     def run(self) -> None:
         self.threads = int(self.cfg.threads)
         self.selector.register(self.wake_r, selectors.EVENT_READ, self._woken)
-        if self.shares is not None and self.slot is not None:
-            inbox = self.shares.inbox(self.slot)
-            if inbox is not None:
-                self.selector.register(inbox, selectors.EVENT_READ, self._take_copy)
+        if self.inbox is not None:
+            self.selector.register(self.inbox, selectors.EVENT_READ, self._take_copy)
         for listener in self.sockets:
             listener.setblocking(False)
         # One thread more than may answer requests at once: the loop always
@@ -687,10 +690,8 @@ class GatedWorker(Answering, Worker):
         """Finish what is owed within the grace period (see the module)."""
         end = time.monotonic() + max(self.cfg.graceful_timeout - _GRACE_MARGIN, 0.0)
         self._listen(False)
-        if self.shares is not None and self.slot is not None:
-            inbox = self.shares.inbox(self.slot)
-            if inbox is not None:
-                self.selector.unregister(inbox)
+        if self.inbox is not None:
+            self.selector.unregister(self.inbox)
         for conn in list(self.parked):
             self._close(conn, everywhere=False)  # another worker holds it
         for listener in self.sockets:
